@@ -1,0 +1,159 @@
+import type { Socket } from 'node:net';
+import type { LineServer } from './line-server.js';
+import type { OpenSession } from './open-session.js';
+
+const LF = 10;
+const LINE_TOO_LONG = null;
+type QueuedLine = string | typeof LINE_TOO_LONG;
+
+/**
+ * One client: frames its bytes into lines, runs them one at a time in arrival order
+ * (pipelining), batches the replies into as few writes as possible, and holds the
+ * connection's protocol state. Commands receive it as their context.
+ */
+export class Connection {
+  readonly id: number;
+  readonly server: LineServer;
+  readonly socket: Socket;
+  readonly remoteAddress: string;
+  /** The session this connection holds open, if any. */
+  session: OpenSession | null = null;
+  /** The authenticated user, set by an auth plugin; null when none is required or given. */
+  user: string | null = null;
+  /** Free for plugins and commands to keep per-connection state in. */
+  state: Record<string, unknown> | null = null;
+  /** The client is gone (or being dropped); no further lines run. */
+  closed = false;
+  linesReceived = 0;
+  unknownStreak = 0;
+
+  private partial: Buffer[] | null = null;
+  private partialBytes = 0;
+  private discarding = false;
+  private queue: QueuedLine[] | null = null;
+  private running: Promise<void> | null = null;
+  private replies = '';
+  private ending = false;
+  private abortController: AbortController | null = null;
+
+  constructor(server: LineServer, socket: Socket, id: number) {
+    this.server = server;
+    this.socket = socket;
+    this.id = id;
+    this.remoteAddress = `${socket.remoteAddress}:${socket.remotePort}`;
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+  }
+
+  /** Aborted when the client goes away, so lock waits end with it. */
+  get abortSignal(): AbortSignal {
+    return (this.abortController ??= new AbortController()).signal;
+  }
+
+  /** The command in flight, if any; resolves when its reply is queued. */
+  get idle(): Promise<void> {
+    return this.running ?? Promise.resolve();
+  }
+
+  /** Send the current reply, then close: no further lines of this client run. */
+  end(): void {
+    this.ending = true;
+    this.queue = null;
+  }
+
+  /** Stop reading and abort waits; the server then releases the session. */
+  markClosed(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.queue = null;
+    this.abortController?.abort();
+  }
+
+  private onData(chunk: Buffer): void {
+    const maxLineLength = this.server.limits.maxLineLength;
+    let start = 0;
+    while (!this.ending) {
+      const lf = chunk.indexOf(LF, start);
+      if (lf === -1) {
+        this.keepPartial(chunk, start, maxLineLength);
+        break;
+      }
+      if (this.discarding) {
+        this.discarding = false;
+      } else if (this.partial) {
+        const tail = chunk.subarray(start, lf);
+        const total = this.partialBytes + tail.length;
+        this.partial.push(tail);
+        const line = total > maxLineLength ? LINE_TOO_LONG : Buffer.concat(this.partial, total).toString('utf8');
+        this.partial = null;
+        this.partialBytes = 0;
+        this.receive(line);
+      } else {
+        this.receive(lf - start > maxLineLength ? LINE_TOO_LONG : chunk.toString('utf8', start, lf));
+      }
+      start = lf + 1;
+    }
+    this.flush();
+  }
+
+  private keepPartial(chunk: Buffer, start: number, maxLineLength: number): void {
+    if (this.discarding || start === chunk.length) return;
+    const bytes = this.partialBytes + chunk.length - start;
+    if (bytes > maxLineLength) {
+      // Answer now and drop the rest of this line as it arrives: memory stays bounded.
+      this.partial = null;
+      this.partialBytes = 0;
+      this.discarding = true;
+      this.receive(LINE_TOO_LONG);
+      return;
+    }
+    // Copy: a slice would pin the whole read buffer for as long as the line stays unfinished.
+    (this.partial ??= []).push(Buffer.from(chunk.subarray(start)));
+    this.partialBytes = bytes;
+  }
+
+  private receive(line: QueuedLine): void {
+    if (this.running || this.queue?.length) {
+      (this.queue ??= []).push(line);
+      return;
+    }
+    this.execute(line);
+  }
+
+  private execute(line: QueuedLine): void {
+    const reply = line === LINE_TOO_LONG ? this.server.lineTooLongReply() : this.server.dispatch(this, line);
+    if (typeof reply === 'string') {
+      this.replies += reply;
+      return;
+    }
+    this.socket.pause();
+    this.running = reply.then((text) => {
+      this.replies += text;
+      this.running = null;
+      this.runQueued();
+      this.flush();
+      if (!this.running && !this.ending && !this.closed) this.socket.resume();
+    });
+  }
+
+  private runQueued(): void {
+    while (!this.running && !this.ending && this.queue?.length) {
+      this.execute(this.queue.shift()!);
+    }
+  }
+
+  private flush(): void {
+    if (this.replies !== '') {
+      const text = this.replies;
+      this.replies = '';
+      if (!this.socket.writable) return;
+      if (!this.socket.write(text) && !this.ending) {
+        // The client is not reading its replies: stop reading its requests until it does.
+        this.socket.pause();
+        this.socket.once('drain', () => {
+          if (!this.running && !this.closed) this.socket.resume();
+        });
+      }
+    }
+    if (this.ending && !this.running) this.socket.end();
+  }
+}

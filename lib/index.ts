@@ -1,0 +1,14 @@
+export { SessionServer } from './session-server.js';
+export { LineServer, type LineServerLimits, type LineServerOptions } from './line-server.js';
+export { Connection } from './connection.js';
+export { command, CommandRegistry, type CommandEntry, type CommandHandler, type CommandResult, type CommandSpec, type SessionNeed } from './command.js';
+export { CommandError, ConfigError, LockTimeoutError, StoreError } from './errors.js';
+export { defineConfig, DEFAULTS, type SessionServerConfig, type StorageName } from './config.js';
+export type { ServerHooks, CommandOutcome, ReloadEvent } from './hooks.js';
+export { OpenSession, type SessionMode } from './open-session.js';
+export { LockTable, type LockManager, type SessionLock } from './lock-table.js';
+export { isValidSessionId, newSessionId } from './session-id.js';
+export type { SessionData, SessionStore } from './storage/contract.js';
+export { MemoryStore } from './storage/memory.js';
+export { FilesystemStore, type FilesystemStoreOptions } from './storage/filesystem.js';
+export { createStore } from './storage/index.js';

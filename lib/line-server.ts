@@ -1,0 +1,308 @@
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { pino, type Logger } from 'pino';
+import { command, CommandRegistry, type CommandEntry } from './command.js';
+import { Connection } from './connection.js';
+import { CommandError } from './errors.js';
+import { createHooks, type ServerHooks } from './hooks.js';
+import { isHttpRequestLine, parseRequest, type Request } from './request.js';
+import { packageInfo } from './package-info.js';
+
+export interface LineServerLimits {
+  /** Longest request line in bytes; a longer one gets `err Line too long` and is discarded. */
+  maxLineLength: number;
+  /** Connections beyond this are told `err Too many connections` and closed. */
+  maxConnections: number;
+  /** Seconds without a byte from the client before it is disconnected; 0 = never. */
+  idleTimeout: number;
+  /** Unknown commands in a row before the connection is closed. */
+  maxUnknownCommands: number;
+}
+
+export interface LineServerOptions extends Partial<LineServerLimits> {
+  host?: string;
+  port?: number;
+  logger?: Logger;
+  logLevel?: string;
+}
+
+export const DEFAULT_LIMITS: LineServerLimits = {
+  maxLineLength: 1024 * 1024,
+  maxConnections: 10_000,
+  idleTimeout: 600,
+  maxUnknownCommands: 10,
+};
+
+const OK = 'ok\r\n';
+const LINE_BREAK = /[\r\n]/;
+
+function okReply(payload: string | void | undefined): string {
+  if (payload === undefined || payload === '') return OK;
+  if (LINE_BREAK.test(payload)) return 'err Value cannot be sent on one line\r\n';
+  return `ok ${payload}\r\n`;
+}
+
+function errReply(message: string): string {
+  return `err ${message.replace(/[\r\n]+/g, ' ')}\r\n`;
+}
+
+/**
+ * The framework core: accepts TCP clients, frames lines, routes each to a `cmd_<word>`
+ * method (found by reflection) and enforces limits. It knows nothing of sessions;
+ * SessionServer builds the session protocol on it, exactly as a user's subclass would.
+ */
+export class LineServer {
+  readonly hooks: ServerHooks = createHooks();
+  readonly commands: CommandRegistry;
+  readonly limits: LineServerLimits;
+  readonly log: Logger;
+  readonly connections = new Set<Connection>();
+  readonly counters = { connectionsTotal: 0, connectionsRefused: 0, commands: 0, unknownCommands: 0, errors: 0 };
+  readonly startedAt = Date.now();
+  protected readonly defaultHost: string;
+  protected readonly defaultPort: number;
+  private server: Server | null = null;
+  private nextConnectionId = 1;
+  private closing: Promise<void> | null = null;
+
+  constructor(options: LineServerOptions = {}) {
+    this.limits = {
+      maxLineLength: options.maxLineLength ?? DEFAULT_LIMITS.maxLineLength,
+      maxConnections: options.maxConnections ?? DEFAULT_LIMITS.maxConnections,
+      idleTimeout: options.idleTimeout ?? DEFAULT_LIMITS.idleTimeout,
+      maxUnknownCommands: options.maxUnknownCommands ?? DEFAULT_LIMITS.maxUnknownCommands,
+    };
+    this.defaultHost = options.host ?? '127.0.0.1';
+    this.defaultPort = options.port ?? 9090;
+    this.log = options.logger ?? pino({ name: 'sessionserver', level: options.logLevel ?? 'info' });
+    this.commands = CommandRegistry.fromPrototypeChain(this);
+  }
+
+  /** Starts accepting clients. Port 0 picks a free port; read it from `address()`. */
+  async listen(options: { port?: number; host?: string } = {}): Promise<AddressInfo> {
+    await this.beforeListen();
+    const server = createServer({ noDelay: true }, (socket) => this.accept(socket));
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port ?? this.defaultPort, options.host ?? this.defaultHost, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (error) => this.reportError(error, null));
+    const address = server.address() as AddressInfo;
+    await this.hooks.listening.promise(address);
+    return address;
+  }
+
+  address(): AddressInfo | null {
+    return (this.server?.address() as AddressInfo | null) ?? null;
+  }
+
+  /**
+   * Stops accepting, lets each client's command in flight finish and reply, runs
+   * `closeConnection` for every client (SessionServer writes their sessions there),
+   * then closes the sockets.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  get isClosing(): boolean {
+    return this.closing !== null;
+  }
+
+  private async shutdown(): Promise<void> {
+    const stopped = this.server ? new Promise<void>((resolve) => this.server!.close(() => resolve())) : Promise.resolve();
+    await Promise.all(
+      [...this.connections].map(async (connection) => {
+        connection.end();
+        connection.markClosed();
+        await connection.idle;
+        await this.releaseConnection(connection);
+        connection.socket.end();
+        connection.socket.destroySoon();
+      }),
+    );
+    await this.hooks.shutdown.promise();
+    await stopped;
+    await this.afterClose();
+  }
+
+  /** Runs before the port opens; SessionServer opens its store here. */
+  protected async beforeListen(): Promise<void> {}
+
+  /** Runs once every client is released; SessionServer closes its store here. */
+  protected async afterClose(): Promise<void> {}
+
+  private accept(socket: Socket): void {
+    if (this.closing || this.connections.size >= this.limits.maxConnections) {
+      this.counters.connectionsRefused++;
+      socket.on('error', () => {});
+      socket.end(this.closing ? 'err Server is shutting down\r\n' : 'err Too many connections\r\n');
+      return;
+    }
+    const connection = new Connection(this, socket, this.nextConnectionId++);
+    this.connections.add(connection);
+    this.counters.connectionsTotal++;
+    if (this.limits.idleTimeout > 0) {
+      socket.setTimeout(this.limits.idleTimeout * 1000, () => {
+        socket.end('err Idle timeout\r\n');
+        socket.destroySoon();
+      });
+    }
+    socket.on('error', (error: NodeJS.ErrnoException) => {
+      // A client resetting its connection is routine, not a server error.
+      if (error.code !== 'ECONNRESET' && error.code !== 'EPIPE') this.log.debug({ err: error, connection: connection.id }, 'socket error');
+    });
+    socket.once('close', () => void this.onSocketClosed(connection));
+    if (this.hooks.connection.isUsed()) this.hooks.connection.call(connection);
+  }
+
+  private async onSocketClosed(connection: Connection): Promise<void> {
+    connection.markClosed();
+    // Commands run to completion even when their client is gone: an acknowledged
+    // write must not be cut in half. Then what the client held is released.
+    await connection.idle;
+    await this.releaseConnection(connection);
+    this.connections.delete(connection);
+    if (this.hooks.disconnect.isUsed()) this.hooks.disconnect.call(connection);
+  }
+
+  private releasing = new WeakMap<Connection, Promise<void>>();
+
+  /** Runs `closeConnection` once per connection, whichever of shutdown and disconnect comes first. */
+  private releaseConnection(connection: Connection): Promise<void> {
+    let done = this.releasing.get(connection);
+    if (!done) {
+      done = this.closeConnection(connection).catch((error: unknown) => this.reportError(error, connection));
+      this.releasing.set(connection, done);
+    }
+    return done;
+  }
+
+  /** Releases what a departing connection holds. SessionServer writes and unlocks its session here. */
+  protected async closeConnection(_connection: Connection): Promise<void> {}
+
+  /** Routes one line and returns its reply: a string now, or a promise for async commands. */
+  dispatch(connection: Connection, line: string): string | Promise<string> {
+    this.counters.commands++;
+    if (connection.linesReceived++ === 0 && isHttpRequestLine(line)) {
+      connection.end();
+      return 'err HTTP requests are not accepted on this port\r\n';
+    }
+    const request = parseRequest(line);
+    const entry = this.commands.get(request.word);
+    if (entry === undefined) return this.unknownCommand(connection);
+    connection.unknownStreak = 0;
+    const refusal = this.guard(connection, entry);
+    if (refusal !== undefined) return errReply(refusal);
+    if (this.hooks.beforeCommand.isUsed() || this.hooks.afterCommand.isUsed()) {
+      return this.dispatchObserved(connection, entry, request);
+    }
+    return this.run(connection, entry, request);
+  }
+
+  /** What a command needs before it runs, checked once here so handlers only do their job. */
+  protected guard(connection: Connection, entry: CommandEntry): string | undefined {
+    if (entry.session === 'none') return undefined;
+    const session = connection.session;
+    if (session === null) return 'No session opened.';
+    if (entry.session === 'write' && !session.writable) return entry.failure;
+    return undefined;
+  }
+
+  private run(connection: Connection, entry: CommandEntry, request: Request): string | Promise<string> {
+    let result;
+    try {
+      result = entry.run(connection, request.arg1, request.arg2);
+    } catch (error) {
+      return this.failureReply(connection, entry, error);
+    }
+    if (result === undefined || typeof result === 'string') return okReply(result);
+    if (typeof (result as Promise<unknown>).then === 'function') {
+      return (result as Promise<string | void>).then(okReply, (error: unknown) => this.failureReply(connection, entry, error));
+    }
+    return okReply(String(result));
+  }
+
+  private dispatchObserved(connection: Connection, entry: CommandEntry, request: Request): string | Promise<string> {
+    const refusal = this.hooks.beforeCommand.call(connection, entry, request);
+    if (refusal !== undefined) return this.observed(connection, entry, performance.now(), errReply(refusal));
+    const started = performance.now();
+    const reply = this.run(connection, entry, request);
+    if (typeof reply === 'string') return this.observed(connection, entry, started, reply);
+    return reply.then((text) => this.observed(connection, entry, started, text));
+  }
+
+  private observed(connection: Connection, entry: CommandEntry, started: number, reply: string): string {
+    if (this.hooks.afterCommand.isUsed()) {
+      const ok = reply.startsWith('ok');
+      this.hooks.afterCommand.call(connection, {
+        command: entry.name,
+        durationMs: performance.now() - started,
+        ok,
+        ...(ok ? {} : { error: reply.slice(4, -2) }),
+      });
+    }
+    return reply;
+  }
+
+  private failureReply(connection: Connection, entry: CommandEntry, error: unknown): string {
+    if (error instanceof CommandError) return errReply(error.message);
+    this.counters.errors++;
+    this.reportError(error, connection, entry.name);
+    return errReply(entry.failure);
+  }
+
+  private unknownCommand(connection: Connection): string {
+    this.counters.unknownCommands++;
+    if (++connection.unknownStreak >= this.limits.maxUnknownCommands) {
+      connection.end();
+      return 'err Too many unknown commands\r\n';
+    }
+    return 'err unknown command\r\n';
+  }
+
+  lineTooLongReply(): string {
+    return errReply(`Line too long (limit ${this.limits.maxLineLength} bytes)`);
+  }
+
+  protected reportError(error: unknown, connection: Connection | null, commandName?: string): void {
+    const err = error instanceof Error ? error : new Error(String(error));
+    this.log.error({ err, connection: connection?.id, command: commandName }, 'unexpected error');
+    if (this.hooks.error.isUsed()) this.hooks.error.call(err, connection);
+  }
+
+  // ---- Generic commands: any line server built on this core has them. ----
+
+  @command({ usage: 'ping', summary: 'check the connection; replies pong' })
+  cmd_ping(): string {
+    return 'pong';
+  }
+
+  @command({ usage: 'quit', summary: 'reply ok, then close the connection' })
+  cmd_quit(ctx: Connection): void {
+    ctx.end();
+  }
+
+  @command({ usage: 'help [command]', summary: 'list the commands, or show one with its usage' })
+  cmd_help(_ctx: Connection, name: string): string {
+    if (name === '') return this.commands.list().map((entry) => entry.usage).join('; ');
+    const entry = this.commands.get(name.toLowerCase());
+    if (!entry) throw new CommandError('unknown command');
+    return entry.summary ? `${entry.usage} - ${entry.summary}` : entry.usage;
+  }
+
+  @command({ usage: 'hello', summary: 'server name, version, protocol level and capabilities' })
+  cmd_hello(): string {
+    return `${packageInfo.name} ${packageInfo.version} protocol=1 capabilities=${this.capabilities().join(',')}`;
+  }
+
+  /** What `hello` advertises; subclasses add theirs. */
+  protected capabilities(): string[] {
+    return ['pipelining', 'help'];
+  }
+}

@@ -1,0 +1,121 @@
+import type { Connection } from './connection.js';
+import { CommandError } from './errors.js';
+import type { ServerHooks } from './hooks.js';
+import type { LockManager, SessionLock } from './lock-table.js';
+import { OpenSession, type SessionMode } from './open-session.js';
+import type { SessionStore } from './storage/contract.js';
+
+/**
+ * Opens, writes and releases sessions for connections: the one place that pairs writer
+ * locks with storage, so a lock is never held without an owner and never released before
+ * the owner's changes are on disk.
+ */
+export class Sessions {
+  /** How many connections hold each session open (any mode): gc never collects these. */
+  private readonly holders = new Map<string, number>();
+  opened = 0;
+
+  constructor(
+    readonly store: SessionStore,
+    readonly locks: LockManager,
+    private readonly lockTimeoutMs: number,
+    private readonly hooks: ServerHooks,
+  ) {}
+
+  isHeld = (id: string): boolean => this.holders.has(id);
+
+  get heldCount(): number {
+    return this.holders.size;
+  }
+
+  /**
+   * Opens `id` for the connection, first closing what it held. `r` needs an existing
+   * session; `w`/`rw` wait for the writer lock and create the session when it is new.
+   */
+  async open(ctx: Connection, id: string, mode: SessionMode): Promise<OpenSession> {
+    if (ctx.session) await this.close(ctx);
+    const lock = mode === 'r' ? null : await this.locks.acquire(id, this.lockTimeoutMs, ctx.abortSignal);
+    let session: OpenSession;
+    try {
+      const data = await this.store.load(id);
+      if (data === undefined && mode === 'r') throw new CommandError('Could not open session.');
+      session = new OpenSession(id, mode, data, lock);
+    } catch (error) {
+      await lock?.release();
+      throw error;
+    }
+    this.hold(id);
+    ctx.session = session;
+    this.opened++;
+    if (this.hooks.sessionOpen.isUsed()) this.hooks.sessionOpen.call(ctx, session);
+    // The client may have gone while we waited; its close handler saw no session, so release here.
+    if (ctx.closed) await this.close(ctx);
+    return session;
+  }
+
+  /** Writes pending changes (when writable) and releases the session. */
+  async close(ctx: Connection): Promise<void> {
+    const session = ctx.session;
+    if (!session) return;
+    try {
+      if (session.writable && session.dirty) await this.store.save(session.id, session.handOver());
+    } finally {
+      ctx.session = null;
+      this.unhold(session.id);
+      await this.releaseLock(session);
+    }
+    if (this.hooks.sessionClose.isUsed()) this.hooks.sessionClose.call(ctx, session);
+  }
+
+  /** Writes pending changes and keeps the session open read-only, freeing the writer lock. */
+  async commit(ctx: Connection, session: OpenSession): Promise<void> {
+    if (session.writable && session.dirty) await this.store.save(session.id, session.handOver());
+    session.mode = 'r';
+    await this.releaseLock(session);
+    if (this.hooks.sessionCommit.isUsed()) this.hooks.sessionCommit.call(ctx, session);
+  }
+
+  async destroy(ctx: Connection, session: OpenSession): Promise<void> {
+    await this.store.destroy(session.id);
+    session.handOver();
+    ctx.session = null;
+    this.unhold(session.id);
+    await this.releaseLock(session);
+    if (this.hooks.sessionDestroy.isUsed()) this.hooks.sessionDestroy.call(ctx, session);
+  }
+
+  /** Moves the session's values (pending ones included) to `newId` and deletes the old id. */
+  async regenerate(ctx: Connection, session: OpenSession, newId: string): Promise<void> {
+    const newLock = await this.locks.acquire(newId, this.lockTimeoutMs, ctx.abortSignal);
+    const oldId = session.id;
+    try {
+      await this.store.save(newId, session.handOver());
+    } catch (error) {
+      await newLock.release();
+      throw error;
+    }
+    await this.store.destroy(oldId);
+    const oldLock = session.lock;
+    session.id = newId;
+    session.lock = newLock;
+    this.unhold(oldId);
+    this.hold(newId);
+    await oldLock?.release();
+  }
+
+  private async releaseLock(session: OpenSession): Promise<void> {
+    const lock: SessionLock | null = session.lock;
+    session.lock = null;
+    await lock?.release();
+  }
+
+  private hold(id: string): void {
+    this.holders.set(id, (this.holders.get(id) ?? 0) + 1);
+  }
+
+  private unhold(id: string): void {
+    const count = this.holders.get(id) ?? 0;
+    if (count <= 1) this.holders.delete(id);
+    else this.holders.set(id, count - 1);
+  }
+}

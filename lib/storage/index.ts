@@ -1,0 +1,22 @@
+import type { SessionServerConfig } from '../config.js';
+import { DEFAULTS } from '../config.js';
+import { ConfigError } from '../errors.js';
+import type { SessionStore } from './contract.js';
+import { FilesystemStore } from './filesystem.js';
+import { MemoryStore } from './memory.js';
+
+export const STORAGE_NAMES = ['memory', 'filesystem'] as const;
+
+/** The store a configuration names; a store instance passes through unchanged. */
+export function createStore(config: SessionServerConfig): SessionStore {
+  const storage = config.storage ?? 'memory';
+  if (typeof storage === 'object') return storage;
+  switch (storage) {
+    case 'memory':
+      return new MemoryStore();
+    case 'filesystem':
+      return new FilesystemStore({ savePath: config.savePath ?? DEFAULTS.savePath, fsync: config.fsync });
+    default:
+      throw new ConfigError(`unknown storage "${String(storage)}" (expected one of: ${STORAGE_NAMES.join(', ')})`);
+  }
+}
