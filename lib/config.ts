@@ -1,3 +1,4 @@
+import { ConfigError } from './errors.js';
 import type { LineServerOptions } from './line-server.js';
 import type { SessionStore } from './storage/contract.js';
 
@@ -8,7 +9,7 @@ export type StorageName = 'memory' | 'filesystem';
  * `new SessionServer(config)`, CLI flags and SESSIONSERVER_* variables all fill it.
  */
 export interface SessionServerConfig extends LineServerOptions {
-  /** A driver name or a ready store instance. Default `filesystem` on the CLI, `memory` in code. */
+  /** A driver name or a ready store instance. Default `filesystem` (nothing to install). */
   storage?: StorageName | SessionStore;
   /** Folder of the filesystem store. Default `./sessions`. */
   savePath?: string;
@@ -23,6 +24,7 @@ export interface SessionServerConfig extends LineServerOptions {
 }
 
 export const DEFAULTS = {
+  storage: 'filesystem',
   host: '127.0.0.1',
   port: 9090,
   savePath: './sessions',
@@ -33,5 +35,25 @@ export const DEFAULTS = {
 
 /** Typed identity for `sessionserver.config.ts`: `export default defineConfig({ … })`. */
 export function defineConfig(config: SessionServerConfig): SessionServerConfig {
+  return config;
+}
+
+const WHOLE_NUMBER_FIELDS = [
+  'port', 'lockTimeout', 'maxLifetime', 'gcInterval', 'maxLineLength', 'maxConnections', 'idleTimeout', 'maxUnknownCommands',
+] as const;
+
+/** Refuses a configuration that would start a broken server, naming the field and the source. */
+export function validateConfig(config: SessionServerConfig, source = 'configuration'): SessionServerConfig {
+  if (typeof config !== 'object' || config === null) throw new ConfigError(`${source}: expected an object`);
+  for (const field of WHOLE_NUMBER_FIELDS) {
+    const value = config[field];
+    if (value !== undefined && (!Number.isSafeInteger(value) || value < 0)) {
+      throw new ConfigError(`${source}: ${field} must be a whole number >= 0, got ${typeof value === 'string' ? JSON.stringify(value) : String(value)}`);
+    }
+  }
+  if (config.port !== undefined && config.port > 65535) throw new ConfigError(`${source}: port must be <= 65535`);
+  if (config.host !== undefined && (typeof config.host !== 'string' || config.host === '')) {
+    throw new ConfigError(`${source}: host must be a non-empty string`);
+  }
   return config;
 }

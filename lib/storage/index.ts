@@ -9,7 +9,7 @@ export const STORAGE_NAMES = ['memory', 'filesystem'] as const;
 
 /** The store a configuration names; a store instance passes through unchanged. */
 export function createStore(config: SessionServerConfig): SessionStore {
-  const storage = config.storage ?? 'memory';
+  const storage = config.storage ?? 'filesystem';
   if (typeof storage === 'object') return storage;
   switch (storage) {
     case 'memory':

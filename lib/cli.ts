@@ -1,0 +1,88 @@
+import yargs, { type Argv } from 'yargs';
+import { DEFAULTS, validateConfig, type SessionServerConfig } from './config.js';
+import { loadConfigFile } from './config-file.js';
+import { DEFAULT_LIMITS } from './line-server.js';
+import { packageInfo } from './package-info.js';
+import { SessionServer } from './session-server.js';
+import { STORAGE_NAMES } from './storage/index.js';
+
+/** Flags of `serve`; each is also `SESSIONSERVER_<NAME>` in the environment and a config field. */
+function serveOptions(args: Argv) {
+  return args
+    .option('config', { type: 'string', describe: 'config file (default: ./sessionserver.config.{ts,mts,js,mjs} if present)' })
+    .option('host', { type: 'string', describe: 'address to bind', defaultDescription: DEFAULTS.host })
+    .option('port', { type: 'number', describe: 'TCP port', defaultDescription: String(DEFAULTS.port) })
+    .option('storage', { type: 'string', choices: STORAGE_NAMES, describe: 'storage driver', defaultDescription: DEFAULTS.storage })
+    .option('save-path', { type: 'string', describe: 'folder of the filesystem store', defaultDescription: DEFAULTS.savePath })
+    .option('fsync', { type: 'boolean', describe: 'fsync each filesystem write (survives power loss)', defaultDescription: 'false' })
+    .option('lock-timeout', { type: 'number', describe: 'ms a writer waits for a locked session', defaultDescription: String(DEFAULTS.lockTimeout) })
+    .option('max-lifetime', { type: 'number', describe: 'seconds without access before a session expires', defaultDescription: String(DEFAULTS.maxLifetime) })
+    .option('gc-interval', { type: 'number', describe: 'seconds between expiry sweeps (0: off)', defaultDescription: String(DEFAULTS.gcInterval) })
+    .option('max-line-length', { type: 'number', describe: 'longest request line in bytes', defaultDescription: String(DEFAULT_LIMITS.maxLineLength) })
+    .option('max-connections', { type: 'number', describe: 'connections beyond this are refused', defaultDescription: String(DEFAULT_LIMITS.maxConnections) })
+    .option('idle-timeout', { type: 'number', describe: 'seconds of client silence before disconnect (0: never)', defaultDescription: String(DEFAULT_LIMITS.idleTimeout) })
+    .option('max-unknown-commands', { type: 'number', describe: 'unknown commands in a row before disconnect', defaultDescription: String(DEFAULT_LIMITS.maxUnknownCommands) })
+    .option('log-level', { type: 'string', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], describe: 'log level', defaultDescription: 'info' });
+}
+
+/** Config fields the CLI can set, in camelCase as yargs exposes them. */
+const CLI_FIELDS = [
+  'host', 'port', 'storage', 'savePath', 'fsync', 'lockTimeout', 'maxLifetime', 'gcInterval',
+  'maxLineLength', 'maxConnections', 'idleTimeout', 'maxUnknownCommands', 'logLevel',
+] as const;
+
+/** Config file < environment < command line; unset flags leave the file's values alone. */
+export async function resolveServeConfig(argv: Record<string, unknown>): Promise<SessionServerConfig> {
+  const { config: fileConfig } = await loadConfigFile(argv.config as string | undefined);
+  const overrides: Record<string, unknown> = {};
+  for (const field of CLI_FIELDS) if (argv[field] !== undefined) overrides[field] = argv[field];
+  return validateConfig({ ...fileConfig, ...overrides } as SessionServerConfig, 'command line / environment');
+}
+
+async function serve(argv: Record<string, unknown>): Promise<void> {
+  const config = await resolveServeConfig(argv);
+  const server = new SessionServer({ storage: DEFAULTS.storage, ...config });
+  const address = await server.listen();
+  server.log.info({ host: address.address, port: address.port, storage: server.store.name }, 'sessionserver listening');
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) {
+      server.log.warn({ signal }, 'second signal: exiting without waiting');
+      process.exit(1);
+    }
+    stopping = true;
+    server.log.info({ signal }, 'stopping: finishing commands and writing open sessions');
+    // A store that hangs must not keep the process alive forever.
+    setTimeout(() => {
+      server.log.error('shutdown took longer than 30 s; exiting');
+      process.exit(1);
+    }, 30_000).unref();
+    server.close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        server.log.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+export async function main(args: string[]): Promise<void> {
+  await yargs(args)
+    .scriptName('sessionserver')
+    .env('SESSIONSERVER')
+    .command(['serve', '$0'], 'run the session server (the default command)', serveOptions, serve)
+    .strict()
+    .fail((message, error, parser) => {
+      if (error) throw error;
+      console.error(`${parser.help()}\n\n${message}`);
+      process.exit(2);
+    })
+    .version(packageInfo.version)
+    .help()
+    .alias('h', 'help')
+    .alias('v', 'version')
+    .parseAsync();
+}
