@@ -3,6 +3,9 @@ import type { LineServer } from './line-server.js';
 import type { OpenSession } from './open-session.js';
 
 const LF = 10;
+// Replies are batched into one write per read; past this size they go out at once, so a
+// pipelined burst of large replies never builds one huge string.
+const FLUSH_AT = 64 * 1024;
 const LINE_TOO_LONG = null;
 type QueuedLine = string | typeof LINE_TOO_LONG;
 
@@ -31,7 +34,10 @@ export class Connection {
   private partialBytes = 0;
   private discarding = false;
   private queue: QueuedLine[] | null = null;
+  private queueHead = 0;
   private running: Promise<void> | null = null;
+  /** The socket's send buffer is full: run nothing more until the client reads. */
+  private writeBlocked = false;
   private replies = '';
   private ending = false;
   private abortController: AbortController | null = null;
@@ -58,6 +64,7 @@ export class Connection {
   end(): void {
     this.ending = true;
     this.queue = null;
+    this.queueHead = 0;
   }
 
   /** Stop reading and abort waits; the server then releases the session. */
@@ -65,6 +72,7 @@ export class Connection {
     if (this.closed) return;
     this.closed = true;
     this.queue = null;
+    this.queueHead = 0;
     this.abortController?.abort();
   }
 
@@ -112,7 +120,7 @@ export class Connection {
   }
 
   private receive(line: QueuedLine): void {
-    if (this.running || this.queue?.length) {
+    if (this.running || this.writeBlocked || this.queue !== null) {
       (this.queue ??= []).push(line);
       return;
     }
@@ -123,22 +131,29 @@ export class Connection {
     const reply = line === LINE_TOO_LONG ? this.server.lineTooLongReply() : this.server.dispatch(this, line);
     if (typeof reply === 'string') {
       this.replies += reply;
+      if (this.replies.length >= FLUSH_AT) this.flush();
       return;
     }
     this.socket.pause();
     this.running = reply.then((text) => {
       this.replies += text;
       this.running = null;
-      this.runQueued();
-      this.flush();
-      if (!this.running && !this.ending && !this.closed) this.socket.resume();
+      this.continue();
     });
   }
 
-  private runQueued(): void {
-    while (!this.running && !this.ending && this.queue?.length) {
-      this.execute(this.queue.shift()!);
+  /** Runs queued lines until one goes async, output blocks or the queue is empty. */
+  private continue(): void {
+    const queue = this.queue;
+    while (queue && !this.running && !this.writeBlocked && !this.ending && this.queueHead < queue.length) {
+      this.execute(queue[this.queueHead++]!);
     }
+    if (queue && this.queueHead >= queue.length && this.queue === queue) {
+      this.queue = null;
+      this.queueHead = 0;
+    }
+    this.flush();
+    if (!this.running && !this.writeBlocked && !this.ending && !this.closed) this.socket.resume();
   }
 
   private flush(): void {
@@ -146,11 +161,13 @@ export class Connection {
       const text = this.replies;
       this.replies = '';
       if (!this.socket.writable) return;
-      if (!this.socket.write(text) && !this.ending) {
-        // The client is not reading its replies: stop reading its requests until it does.
+      if (!this.socket.write(text) && !this.ending && !this.writeBlocked) {
+        // The client is not reading its replies: stop reading and running its requests until it does.
+        this.writeBlocked = true;
         this.socket.pause();
         this.socket.once('drain', () => {
-          if (!this.running && !this.closed) this.socket.resume();
+          this.writeBlocked = false;
+          this.continue();
         });
       }
     }
