@@ -21,6 +21,12 @@ export interface SessionServerConfig extends LineServerOptions {
   maxLifetime?: number;
   /** Seconds between expiry sweeps; 0 disables the sweep (`gc` still works). Default 60. */
   gcInterval?: number;
+  /**
+   * Allow the `ids` command, which lists every session id. A session id is a credential:
+   * anyone who can run `ids` can open any session. Enable it only where every client is
+   * trusted (or the auth plugin restricts who connects). Default false.
+   */
+  listSessionIds?: boolean;
 }
 
 export const DEFAULTS = {

@@ -22,6 +22,8 @@ export class SessionServer extends LineServer {
   readonly store: SessionStore;
   readonly sessions: Sessions;
   readonly maxLifetime: number;
+  /** `ids` may list every session id (config `listSessionIds`); off by default: ids are credentials. */
+  readonly listSessionIds: boolean;
   gcCollected = 0;
   private readonly gcInterval: number;
   private gcTimer: NodeJS.Timeout | null = null;
@@ -30,6 +32,7 @@ export class SessionServer extends LineServer {
     super(config);
     this.store = createStore(config);
     this.maxLifetime = config.maxLifetime ?? DEFAULTS.maxLifetime;
+    this.listSessionIds = config.listSessionIds ?? false;
     this.gcInterval = config.gcInterval ?? DEFAULTS.gcInterval;
     const locks = this.store.locks ?? new LockTable();
     this.sessions = new Sessions(this.store, locks, config.lockTimeout ?? DEFAULTS.lockTimeout, this.hooks);
@@ -72,7 +75,7 @@ export class SessionServer extends LineServer {
   }
 
   protected override capabilities(): string[] {
-    return [...super.capabilities(), 'get_all_json', 'put_all_json', 'gc', 'touch', 'stats', 'lock_timeout'];
+    return [...super.capabilities(), 'get_all_json', 'put_all_json', 'gc', 'touch', 'stats', 'lock_timeout', ...this.storeCapabilities()];
   }
 
   // ---- The classic protocol (PROTOCOL.md part 1): reply texts are binding. ----
@@ -136,7 +139,10 @@ export class SessionServer extends LineServer {
   @command({ usage: 'regenerate_id', summary: 'move the session to a fresh id', session: 'write', failure: 'Could not regenerate session id.' })
   async cmd_regenerate_id(ctx: Connection): Promise<string> {
     const id = newSessionId();
+    const expiry = await this.store.expiry?.(ctx.session!.id);
     await this.sessions.regenerate(ctx, ctx.session!, id);
+    // The session keeps its own lifetime under its new id.
+    if (expiry?.lifetime != null) await this.store.setLifetime?.(id, expiry.lifetime);
     return id;
   }
 
@@ -166,6 +172,54 @@ export class SessionServer extends LineServer {
   @command({ usage: 'touch', summary: 'mark the open session as accessed now', session: 'read', failure: 'Could not touch session.' })
   async cmd_touch(ctx: Connection): Promise<void> {
     await this.store.touch(ctx.session!.id);
+  }
+
+  /** `ttl` and `ids` need optional store methods; `hello` advertises only what works here. */
+  private storeCapabilities(): string[] {
+    const optional: string[] = [];
+    if (this.store.setLifetime && this.store.expiry) optional.push('ttl');
+    if (this.store.ids && this.listSessionIds) optional.push('ids');
+    return optional;
+  }
+
+  @command({
+    usage: 'ttl [seconds|default]',
+    summary: 'give the open session its own idle lifetime (default: back to max lifetime), or show the seconds it has left',
+    session: 'read',
+    failure: 'Could not set ttl.',
+  })
+  async cmd_ttl(ctx: Connection, seconds: string): Promise<string | void> {
+    const { store } = this;
+    if (!store.setLifetime || !store.expiry) throw new CommandError(`ttl is not supported by the ${store.name} storage`);
+    const session = ctx.session!;
+    if (seconds === '') {
+      const expiry = await store.expiry(session.id);
+      const lifetime = expiry?.lifetime ?? this.maxLifetime;
+      // A session not stored yet (fresh from `new`) has its whole lifetime ahead.
+      const idleSeconds = expiry ? (Date.now() - expiry.lastAccess) / 1000 : 0;
+      return String(Math.max(0, Math.ceil(lifetime - idleSeconds)));
+    }
+    let lifetime: number | null;
+    if (seconds.toLowerCase() === 'default') lifetime = null;
+    else if (WHOLE_NUMBER.test(seconds) && Number(seconds) > 0) lifetime = Number(seconds);
+    else throw new CommandError('ttl takes a whole number of seconds (at least 1) or default');
+    if (await store.setLifetime(session.id, lifetime)) return;
+    // Not stored yet (fresh from `new` or `open … rw`): the lifetime needs a record to live in,
+    // so write the session now, pending values included, as `commit` would, and keep it open.
+    if (!session.writable) throw new CommandError('Could not set ttl.');
+    await store.save(session.id, session.handOver());
+    if (!(await store.setLifetime(session.id, lifetime))) throw new CommandError('Could not set ttl.');
+  }
+
+  @command({
+    usage: 'ids',
+    summary: 'every session id, joined by | (only when the server enables listSessionIds)',
+    failure: 'Could not list session ids.',
+  })
+  async cmd_ids(): Promise<string> {
+    if (!this.listSessionIds) throw new CommandError('ids is disabled on this server (enable listSessionIds)');
+    if (!this.store.ids) throw new CommandError(`ids is not supported by the ${this.store.name} storage`);
+    return (await this.store.ids()).join('|');
   }
 
   @command({ usage: 'stats', summary: 'counters as name=value pairs', failure: 'Could not read stats.' })

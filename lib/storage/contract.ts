@@ -3,6 +3,14 @@ import type { LockManager } from '../lock-table.js';
 /** A session's values. Stores and callers never mutate a map they have handed over. */
 export type SessionData = ReadonlyMap<string, string>;
 
+/** What `expiry()` reports about a stored session. */
+export interface SessionExpiry {
+  /** The session's own lifetime in seconds, or null when the server's max lifetime applies. */
+  readonly lifetime: number | null;
+  /** The last recorded access, in milliseconds since the epoch. */
+  readonly lastAccess: number;
+}
+
 /**
  * The storage driver contract. Session ids reaching a store are already validated
  * (see session-id.ts); a store may rely on that but should not trust it blindly.
@@ -31,4 +39,31 @@ export interface SessionStore {
   count(): Promise<number>;
   /** Releases resources; pending writes have finished. */
   close(): Promise<void>;
+
+  // ---- Optional: per-session lifetime (`ttl`) and id listing (`ids`). ----
+  // A store without them still works; the server answers those commands with an `err`.
+
+  /**
+   * Gives the session its own lifetime: it expires once `seconds` pass without an access
+   * (load, save, touch and setLifetime are accesses), whatever the server's max lifetime
+   * says, longer or shorter. `null` removes it, so the max lifetime applies again. Records
+   * an access. Resolves false, changing nothing, when the session does not exist or has expired.
+   *
+   * Once a session's own lifetime has passed it is gone for every reader, even before
+   * `collect` removes it: `load` and `expiry` resolve undefined, `touch` and `setLifetime`
+   * resolve false, `ids` leaves it out (`count` may still include it). `collect` removes
+   * such sessions (unless held) whatever its `maxIdleMs`, and spares sessions whose own
+   * lifetime has not passed even when they are idle longer than `maxIdleMs`.
+   *
+   * `save` replaces a session's values and keeps its lifetime; `destroy` removes both.
+   * (Redis: a PEXPIRE of the lifetime refreshed on every access; SQL: a nullable column.)
+   */
+  setLifetime?(id: string, seconds: number | null): Promise<boolean>;
+  /** The session's own lifetime and last access, without recording an access; undefined when missing or expired. */
+  expiry?(id: string): Promise<SessionExpiry | undefined>;
+  /**
+   * The ids of all existing, unexpired sessions, in no particular order. The server calls
+   * it only when id listing is enabled (`listSessionIds`): ids are credentials.
+   */
+  ids?(): Promise<string[]>;
 }

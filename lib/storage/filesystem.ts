@@ -3,7 +3,7 @@ import { mkdir, open, readdir, readFile, rename, stat, unlink, utimes } from 'no
 import { join, resolve } from 'node:path';
 import { StoreError } from '../errors.js';
 import { isValidSessionId } from '../session-id.js';
-import type { SessionData, SessionStore } from './contract.js';
+import type { SessionData, SessionExpiry, SessionStore } from './contract.js';
 
 export interface FilesystemStoreOptions {
   /** Folder holding one file per session; created (mode 0700) if missing. */
@@ -17,20 +17,36 @@ const TEMP_SUFFIX = '.tmp';
 // A temp file this old belongs to a write that died with its process.
 const STALE_TEMP_MS = 60 * 60 * 1000;
 
-interface SessionFile {
-  v: 1;
-  data: Record<string, string>;
+/**
+ * The file format. Version 1 (no own lifetime) is written exactly as before per-session
+ * lifetimes existed; version 2 adds `lifetime` (seconds), so an older server refuses such a
+ * file instead of silently ignoring its lifetime.
+ */
+type SessionFile = { v: 1; data: Record<string, string> } | { v: 2; data: Record<string, string>; lifetime: number };
+
+interface DecodedFile {
+  data: SessionData;
+  lifetime: number | null;
 }
 
 /**
  * One JSON file per session, like PHP's `files` handler; the file's mtime is the last access.
  * Writes go to a temp file renamed over the old one, so a killed process leaves either the
  * old or the new session, never a torn one.
+ *
+ * Per-session lifetimes live in the file. `save` keeps a session's lifetime without reading
+ * the file first: this process learns every lifetime when it loads a session (the server
+ * always loads before it saves) and keeps those it has seen in `lifetimes`. That is sound
+ * because one process owns the folder, which the in-process writer locks require anyway.
  */
 export class FilesystemStore implements SessionStore {
   readonly name = 'filesystem';
   readonly savePath: string;
   private readonly fsync: boolean;
+  /** Own lifetimes (seconds) of the sessions this process has seen with one. */
+  private readonly lifetimes = new Map<string, number>();
+  /** Per-session queue of writes, so `setLifetime`'s read-modify-write never interleaves with a save or destroy. */
+  private readonly writes = new Map<string, Promise<unknown>>();
 
   constructor(options: FilesystemStoreOptions) {
     this.savePath = resolve(options.savePath);
@@ -56,15 +72,22 @@ export class FilesystemStore implements SessionStore {
       if (isMissing(error)) return undefined;
       throw error;
     }
-    const data = decode(text, path);
+    const file = decode(text, path);
+    this.learnLifetime(id, file.lifetime);
+    if (file.lifetime !== null && (await this.hasExpired(path, file.lifetime))) return undefined;
     await this.markAccess(path);
-    return data;
+    return file.data;
   }
 
   async save(id: string, data: SessionData): Promise<void> {
     const path = this.pathOf(id);
+    await this.queueWrite(id, () => this.write(path, data, this.lifetimes.get(id) ?? null));
+  }
+
+  private async write(path: string, data: SessionData, lifetime: number | null): Promise<void> {
     const temp = `${path}.${randomBytes(6).toString('hex')}${TEMP_SUFFIX}`;
-    const file: SessionFile = { v: 1, data: Object.fromEntries(data) };
+    const values = Object.fromEntries(data);
+    const file: SessionFile = lifetime === null ? { v: 1, data: values } : { v: 2, data: values, lifetime };
     const handle = await open(temp, 'w', 0o600);
     try {
       await handle.writeFile(JSON.stringify(file));
@@ -82,17 +105,122 @@ export class FilesystemStore implements SessionStore {
   }
 
   async destroy(id: string): Promise<boolean> {
-    try {
-      await unlink(this.pathOf(id));
+    const path = this.pathOf(id);
+    return this.queueWrite(id, async () => {
+      this.lifetimes.delete(id);
+      try {
+        await unlink(path);
+        return true;
+      } catch (error) {
+        if (isMissing(error)) return false;
+        throw error;
+      }
+    });
+  }
+
+  async touch(id: string): Promise<boolean> {
+    const path = this.pathOf(id);
+    const lifetime = this.lifetimes.get(id);
+    if (lifetime !== undefined && (await this.hasExpired(path, lifetime))) return false;
+    return this.markAccess(path);
+  }
+
+  async setLifetime(id: string, seconds: number | null): Promise<boolean> {
+    const path = this.pathOf(id);
+    return this.queueWrite(id, async () => {
+      const file = await this.read(id, path);
+      if (!file) return false;
+      // Unchanged (an express-session touch on every request): only record the access.
+      if (file.lifetime === seconds) return this.markAccess(path);
+      await this.write(path, file.data, seconds);
+      this.learnLifetime(id, seconds);
       return true;
+    });
+  }
+
+  async expiry(id: string): Promise<SessionExpiry | undefined> {
+    const path = this.pathOf(id);
+    const file = await this.read(id, path);
+    if (!file) return undefined;
+    try {
+      const { mtimeMs } = await stat(path);
+      return { lifetime: file.lifetime, lastAccess: mtimeMs };
     } catch (error) {
-      if (isMissing(error)) return false;
+      if (isMissing(error)) return undefined;
       throw error;
     }
   }
 
-  async touch(id: string): Promise<boolean> {
-    return this.markAccess(this.pathOf(id));
+  async ids(): Promise<string[]> {
+    const ids: string[] = [];
+    for (const name of await readdir(this.savePath)) {
+      if (!name.startsWith(FILE_PREFIX) || name.endsWith(TEMP_SUFFIX)) continue;
+      const id = name.slice(FILE_PREFIX.length);
+      if (!isValidSessionId(id)) continue;
+      try {
+        if (await this.read(id, join(this.savePath, name))) ids.push(id);
+      } catch (error) {
+        // One unreadable file must not hide the others.
+        if (!(error instanceof StoreError)) throw error;
+      }
+    }
+    return ids;
+  }
+
+  /** The decoded file without recording an access; undefined when missing or expired. */
+  private async read(id: string, path: string): Promise<DecodedFile | undefined> {
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      throw error;
+    }
+    const file = decode(text, path);
+    this.learnLifetime(id, file.lifetime);
+    if (file.lifetime !== null && (await this.hasExpired(path, file.lifetime))) return undefined;
+    return file;
+  }
+
+  private learnLifetime(id: string, lifetime: number | null): void {
+    if (lifetime === null) this.lifetimes.delete(id);
+    else this.lifetimes.set(id, lifetime);
+  }
+
+  private async hasExpired(path: string, lifetimeSeconds: number): Promise<boolean> {
+    try {
+      const { mtimeMs } = await stat(path);
+      return Date.now() - mtimeMs >= lifetimeSeconds * 1000;
+    } catch (error) {
+      if (isMissing(error)) return true;
+      throw error;
+    }
+  }
+
+  private queueWrite<T>(id: string, task: () => Promise<T>): Promise<T> {
+    const previous = this.writes.get(id);
+    const run = previous ? previous.then(task, task) : task();
+    const settled = run.then(
+      () => {},
+      () => {},
+    );
+    this.writes.set(id, settled);
+    void settled.then(() => {
+      if (this.writes.get(id) === settled) this.writes.delete(id);
+    });
+    return run;
+  }
+
+  /** Own lifetime of a file this process has not loaded yet, read only when `collect` must know it. */
+  private async lifetimeOnDisk(id: string, path: string): Promise<number | null> {
+    try {
+      const lifetime = decode(await readFile(path, 'utf8'), path).lifetime;
+      this.learnLifetime(id, lifetime);
+      return lifetime;
+    } catch (error) {
+      if (isMissing(error) || error instanceof StoreError) return null;
+      throw error;
+    }
   }
 
   async collect(maxIdleMs: number, isHeld: (id: string) => boolean): Promise<number> {
@@ -106,11 +234,23 @@ export class FilesystemStore implements SessionStore {
       if (!isTemp && (!isValidSessionId(id) || isHeld(id))) continue;
       try {
         const { mtimeMs } = await stat(path);
-        if (now - mtimeMs < (isTemp ? STALE_TEMP_MS : maxIdleMs)) continue;
-        // Re-check: a client may have opened it while we were reading the folder.
-        if (!isTemp && isHeld(id)) continue;
+        const idleMs = now - mtimeMs;
+        if (isTemp) {
+          if (idleMs < STALE_TEMP_MS) continue;
+        } else {
+          // A session's own lifetime overrides maxIdleMs, longer or shorter. One this process
+          // has not seen is read only once the session is idle past maxIdleMs.
+          let lifetime = this.lifetimes.get(id) ?? null;
+          if (lifetime === null && idleMs >= maxIdleMs) lifetime = await this.lifetimeOnDisk(id, path);
+          if (idleMs < (lifetime === null ? maxIdleMs : lifetime * 1000)) continue;
+          // Re-check: a client may have opened it while we were reading the folder.
+          if (isHeld(id)) continue;
+        }
         await unlink(path);
-        if (!isTemp) removed++;
+        if (!isTemp) {
+          this.lifetimes.delete(id);
+          removed++;
+        }
       } catch (error) {
         if (!isMissing(error)) throw error;
       }
@@ -146,17 +286,19 @@ export class FilesystemStore implements SessionStore {
   }
 }
 
-function decode(text: string, path: string): SessionData {
+function decode(text: string, path: string): DecodedFile {
   let file: SessionFile;
   try {
     file = JSON.parse(text) as SessionFile;
   } catch {
     throw new StoreError(`corrupt session file ${path}`);
   }
-  if (file?.v !== 1 || typeof file.data !== 'object' || file.data === null) {
+  const known = file?.v === 1 || (file?.v === 2 && Number.isFinite(file.lifetime) && file.lifetime > 0);
+  if (!known || typeof file.data !== 'object' || file.data === null) {
     throw new StoreError(`unreadable session file ${path}`);
   }
-  return new Map(Object.entries(file.data).map(([key, value]) => [key, String(value)]));
+  const data = new Map(Object.entries(file.data).map(([key, value]) => [key, String(value)]));
+  return { data, lifetime: file.v === 2 ? file.lifetime : null };
 }
 
 function isMissing(error: unknown): boolean {
