@@ -3,6 +3,7 @@ import { DEFAULTS, validateConfig, type SessionServerConfig } from './config.js'
 import { loadConfigFile } from './config-file.js';
 import { DEFAULT_LIMITS } from './line-server.js';
 import { packageInfo } from './package-info.js';
+import { hashPassword } from './password.js';
 import { SessionServer } from './session-server.js';
 import { STORAGE_NAMES } from './storage/index.js';
 
@@ -22,13 +23,16 @@ function serveOptions(args: Argv) {
     .option('max-connections', { type: 'number', describe: 'connections beyond this are refused', defaultDescription: String(DEFAULT_LIMITS.maxConnections) })
     .option('idle-timeout', { type: 'number', describe: 'seconds of client silence before disconnect (0: never)', defaultDescription: String(DEFAULT_LIMITS.idleTimeout) })
     .option('max-unknown-commands', { type: 'number', describe: 'unknown commands in a row before disconnect', defaultDescription: String(DEFAULT_LIMITS.maxUnknownCommands) })
+    .option('commands-dir', { type: 'string', describe: 'folder of command files', defaultDescription: './commands' })
+    .option('plugin', { type: 'string', array: true, describe: 'plugin to apply (shipped: auth, logging, hot-reload; or a path / package); repeatable' })
+    .option('watch', { type: 'boolean', describe: 'reload command files and plugins on save (development)', defaultDescription: 'false' })
     .option('log-level', { type: 'string', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], describe: 'log level', defaultDescription: 'info' });
 }
 
 /** Config fields the CLI can set, in camelCase as yargs exposes them. */
 const CLI_FIELDS = [
   'host', 'port', 'storage', 'savePath', 'fsync', 'lockTimeout', 'maxLifetime', 'gcInterval',
-  'maxLineLength', 'maxConnections', 'idleTimeout', 'maxUnknownCommands', 'logLevel',
+  'maxLineLength', 'maxConnections', 'idleTimeout', 'maxUnknownCommands', 'logLevel', 'commandsDir',
 ] as const;
 
 /** Config file < environment < command line; unset flags leave the file's values alone. */
@@ -36,7 +40,12 @@ export async function resolveServeConfig(argv: Record<string, unknown>): Promise
   const { config: fileConfig } = await loadConfigFile(argv.config as string | undefined);
   const overrides: Record<string, unknown> = {};
   for (const field of CLI_FIELDS) if (argv[field] !== undefined) overrides[field] = argv[field];
-  return validateConfig({ ...fileConfig, ...overrides } as SessionServerConfig, 'command line / environment');
+  const config: SessionServerConfig = { commandsDir: './commands', ...fileConfig, ...overrides };
+  const plugins = [...(fileConfig.plugins ?? []), ...((argv.plugin as string[] | undefined) ?? [])];
+  // The watcher goes last so it sees every plugin file loaded before it.
+  if (argv.watch) plugins.push('hot-reload');
+  if (plugins.length) config.plugins = plugins;
+  return validateConfig(config, 'command line / environment');
 }
 
 async function serve(argv: Record<string, unknown>): Promise<void> {
@@ -69,11 +78,21 @@ async function serve(argv: Record<string, unknown>): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
 }
 
+async function printPasswordHash(): Promise<void> {
+  // From stdin, never from argv: argv shows up in `ps` and shell history.
+  let input = '';
+  for await (const chunk of process.stdin) input += chunk;
+  const password = input.replace(/\r?\n$/, '');
+  if (password === '') throw new Error('hash-password: give the password on standard input');
+  console.log(await hashPassword(password));
+}
+
 export async function main(args: string[]): Promise<void> {
   await yargs(args)
     .scriptName('sessionserver')
     .env('SESSIONSERVER')
     .command(['serve', '$0'], 'run the session server (the default command)', serveOptions, serve)
+    .command('hash-password', 'print a password hash for the auth plugin (password on stdin)', {}, printPasswordHash)
     .strict()
     .fail((message, error, parser) => {
       if (error) throw error;

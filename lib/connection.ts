@@ -50,6 +50,11 @@ export class Connection {
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
   }
 
+  /** The server's logger, for commands and plugins. Never log values or secrets with it. */
+  get log() {
+    return this.server.log;
+  }
+
   /** Aborted when the client goes away, so lock waits end with it. */
   get abortSignal(): AbortSignal {
     return (this.abortController ??= new AbortController()).signal;

@@ -1,6 +1,7 @@
 export { SessionServer } from './session-server.js';
 export { LineServer, type LineServerLimits, type LineServerOptions } from './line-server.js';
 export { Connection } from './connection.js';
+export type { Request } from './request.js';
 export { command, CommandRegistry, type CommandEntry, type CommandHandler, type CommandResult, type CommandSpec, type SessionNeed } from './command.js';
 export { CommandError, ConfigError, LockTimeoutError, StoreError } from './errors.js';
 export { defineConfig, DEFAULTS, type SessionServerConfig, type StorageName } from './config.js';
@@ -12,3 +13,7 @@ export type { SessionData, SessionStore } from './storage/contract.js';
 export { MemoryStore } from './storage/memory.js';
 export { FilesystemStore, type FilesystemStoreOptions } from './storage/filesystem.js';
 export { createStore } from './storage/index.js';
+export { CommandFiles, defineCommand, type CommandDefinition } from './command-files.js';
+export { PluginHost, definePlugin, SHIPPED_PLUGINS, type Plugin, type PluginSpec } from './plugins.js';
+export { isCommandError } from './errors.js';
+export { hashPassword, verifyPassword } from './password.js';

@@ -1,12 +1,14 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { pino, type Logger } from 'pino';
-import { command, CommandRegistry, type CommandEntry } from './command.js';
+import { command, CommandRegistry, makeEntry, type CommandEntry } from './command.js';
 import { Connection } from './connection.js';
-import { CommandError } from './errors.js';
+import { CommandError, isCommandError } from './errors.js';
 import { createHooks, type ServerHooks } from './hooks.js';
 import { isHttpRequestLine, parseRequest, type Request } from './request.js';
 import { packageInfo } from './package-info.js';
+import { CommandFiles, type CommandDefinition } from './command-files.js';
+import { PluginHost, type PluginSpec } from './plugins.js';
 
 export interface LineServerLimits {
   /** Longest request line in bytes; a longer one gets `err Line too long` and is discarded. */
@@ -24,6 +26,10 @@ export interface LineServerOptions extends Partial<LineServerLimits> {
   port?: number;
   logger?: Logger;
   logLevel?: string;
+  /** Folder of command files (one command per .ts/.mts/.js/.mjs file). The CLI defaults it to ./commands. */
+  commandsDir?: string;
+  /** Plugins to apply at start, in order: objects, paths, package names, or [path, options]. */
+  plugins?: PluginSpec[];
 }
 
 export const DEFAULT_LIMITS: LineServerLimits = {
@@ -59,6 +65,10 @@ export class LineServer {
   readonly connections = new Set<Connection>();
   readonly counters = { connectionsTotal: 0, connectionsRefused: 0, commands: 0, unknownCommands: 0, errors: 0 };
   readonly startedAt = Date.now();
+  readonly plugins: PluginHost = new PluginHost(this);
+  /** The commands folder, when one is configured. */
+  readonly commandFiles: CommandFiles | null;
+  private readonly pluginSpecs: readonly PluginSpec[];
   protected readonly defaultHost: string;
   protected readonly defaultPort: number;
   private server: Server | null = null;
@@ -76,11 +86,26 @@ export class LineServer {
     this.defaultPort = options.port ?? 9090;
     this.log = options.logger ?? pino({ name: 'sessionserver', level: options.logLevel ?? 'info' });
     this.commands = CommandRegistry.fromPrototypeChain(this);
+    this.commandFiles = options.commandsDir ? new CommandFiles(this, options.commandsDir) : null;
+    this.pluginSpecs = options.plugins ?? [];
+  }
+
+  /**
+   * Adds (or replaces) a command at run time: how plugins add theirs. The entry is the same
+   * kind the registry builds from `cmd_` methods, so `help` and the guards see it too.
+   */
+  addCommand(definition: CommandDefinition, source = 'plugin'): CommandEntry {
+    const entry = makeEntry(definition.name.toLowerCase(), definition.run, definition, source);
+    this.commands.set(entry);
+    return entry;
   }
 
   /** Starts accepting clients. Port 0 picks a free port; read it from `address()`. */
   async listen(options: { port?: number; host?: string } = {}): Promise<AddressInfo> {
     await this.beforeListen();
+    // Bad command files are reported and skipped; a bad plugin stops the start (auth must not fail open).
+    await this.commandFiles?.loadAll();
+    await this.plugins.loadAll(this.pluginSpecs);
     const server = createServer({ noDelay: true }, (socket) => this.accept(socket));
     this.server = server;
     await new Promise<void>((resolve, reject) => {
@@ -128,6 +153,7 @@ export class LineServer {
     );
     await this.hooks.shutdown.promise();
     await stopped;
+    await this.plugins.unloadAll();
     await this.afterClose();
   }
 
@@ -251,7 +277,7 @@ export class LineServer {
   }
 
   private failureReply(connection: Connection, entry: CommandEntry, error: unknown): string {
-    if (error instanceof CommandError) return errReply(error.message);
+    if (isCommandError(error)) return errReply(error.message);
     this.counters.errors++;
     this.reportError(error, connection, entry.name);
     return errReply(entry.failure);

@@ -24,8 +24,9 @@ function fromJson(payload: string): Array<[string, string]> {
   let parsed: unknown;
   try {
     parsed = JSON.parse(payload);
-  } catch (error) {
-    throw new CommandError(`put_all: invalid JSON (${(error as Error).message})`);
+  } catch {
+    // Not the parser's message: V8 quotes a piece of the input, which is session data.
+    throw new CommandError('put_all: invalid JSON');
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     throw new CommandError('put_all: JSON payload must be an object');
