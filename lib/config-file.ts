@@ -29,6 +29,19 @@ export async function loadConfigFile(explicitPath?: string, cwd = process.cwd())
  * Imports a .ts/.mts/.js/.mjs module as it is on disk now, bypassing the module cache,
  * so hot reload sees each saved version.
  */
-export function importFresh(path: string): Promise<{ default?: unknown } & Record<string, unknown>> {
-  return tsImport(pathToFileURL(path).href, import.meta.url) as Promise<{ default?: unknown } & Record<string, unknown>>;
+export async function importFresh(path: string): Promise<{ default?: unknown } & Record<string, unknown>> {
+  const module = (await tsImport(pathToFileURL(path).href, import.meta.url)) as { default?: unknown } & Record<string, unknown>;
+  return unwrapInterop(module);
+}
+
+/**
+ * A .ts file outside a `"type": "module"` package is compiled to CommonJS, and its
+ * `export default` then arrives wrapped once more (`{ default: { __esModule, default } }`).
+ */
+export function unwrapInterop<M extends { default?: unknown }>(module: M): M {
+  const inner = module.default as { __esModule?: boolean; default?: unknown } | undefined;
+  if (inner && typeof inner === 'object' && inner.__esModule === true && 'default' in inner) {
+    return { ...module, default: inner.default };
+  }
+  return module;
 }

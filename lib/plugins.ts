@@ -2,7 +2,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { tsImport } from 'tsx/esm/api';
 import type { CommandEntry } from './command.js';
-import { importFresh } from './config-file.js';
+import { importFresh, unwrapInterop } from './config-file.js';
 import { ConfigError } from './errors.js';
 import type { LineServer } from './line-server.js';
 
@@ -151,7 +151,7 @@ export class PluginHost {
     if (typeof specifier !== 'string') throw new ConfigError(`plugins: expected a path, package name or plugin object, got ${typeof specifier}`);
     const file = this.fileOf(specifier);
     try {
-      const module = file ? await importFresh(file) : await tsImport(specifier, pathToFileURL(resolve(this.cwd, 'package.json')).href);
+      const module = file ? await importFresh(file) : unwrapInterop(await tsImport(specifier, pathToFileURL(resolve(this.cwd, 'package.json')).href));
       return { plugin: validate((module as { default?: unknown }).default, file ?? specifier), options, file };
     } catch (error) {
       if (error instanceof ConfigError) throw error;
