@@ -223,11 +223,11 @@ export class LineServer {
     const entry = this.commands.get(request.word);
     if (entry === undefined) return this.unknownCommand(connection);
     connection.unknownStreak = 0;
-    const refusal = this.guard(connection, entry);
-    if (refusal !== undefined) return errReply(refusal);
     if (this.hooks.beforeCommand.isUsed() || this.hooks.afterCommand.isUsed()) {
       return this.dispatchObserved(connection, entry, request);
     }
+    const refusal = this.guard(connection, entry);
+    if (refusal !== undefined) return errReply(refusal);
     return this.run(connection, entry, request);
   }
 
@@ -254,8 +254,9 @@ export class LineServer {
     return okReply(String(result));
   }
 
+  /** The path when plugins watch commands: policy taps (auth) speak before the session guards. */
   private dispatchObserved(connection: Connection, entry: CommandEntry, request: Request): string | Promise<string> {
-    const refusal = this.hooks.beforeCommand.call(connection, entry, request);
+    const refusal = this.hooks.beforeCommand.call(connection, entry, request) ?? this.guard(connection, entry);
     if (refusal !== undefined) return this.observed(connection, entry, performance.now(), errReply(refusal));
     const started = performance.now();
     const reply = this.run(connection, entry, request);
