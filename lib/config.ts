@@ -2,7 +2,7 @@ import { ConfigError } from './errors.js';
 import type { LineServerOptions } from './line-server.js';
 import type { SessionStore } from './storage/contract.js';
 
-export type StorageName = 'memory' | 'filesystem';
+export type StorageName = 'memory' | 'filesystem' | 'redis' | 'postgres';
 
 /**
  * Everything sessionserver can be told, in one object: `sessionserver.config.ts`,
@@ -17,6 +17,23 @@ export interface SessionServerConfig extends LineServerOptions {
   fsync?: boolean;
   /** Milliseconds a writer waits for a locked session before `err Session is locked`. Default 10000. */
   lockTimeout?: number;
+  /**
+   * Redis store: `redis://[user:password@]host:port[/db]`, `rediss://…` (TLS),
+   * `redis+sentinel://host:26379,host:26380/<master>[/db]` or `redis+cluster://host:7000,host:7001`.
+   * Default `redis://127.0.0.1:6379`.
+   */
+  redisUrl?: string;
+  /** Redis store: put before every key, so deployments can share one Redis. Default `sessionserver:`. */
+  redisPrefix?: string;
+  /** PostgreSQL store: `postgres://user:password@host:port/database`. Default: pg's PG* environment variables. */
+  postgresUrl?: string;
+  /** PostgreSQL store: the sessions table, `name` or `schema.name`. Default `sessionserver_sessions`. */
+  postgresTable?: string;
+  /**
+   * Redis and PostgreSQL stores: milliseconds a writer lock outlives its instance (renewed
+   * while held), so a killed instance's locks free themselves within it. Default 10000.
+   */
+  lockLease?: number;
   /** Seconds without access after which a session is collected. Default 1440. */
   maxLifetime?: number;
   /** Seconds between expiry sweeps; 0 disables the sweep (`gc` still works). Default 60. */
@@ -37,6 +54,10 @@ export const DEFAULTS = {
   lockTimeout: 10_000,
   maxLifetime: 1440,
   gcInterval: 60,
+  redisUrl: 'redis://127.0.0.1:6379',
+  redisPrefix: 'sessionserver:',
+  postgresTable: 'sessionserver_sessions',
+  lockLease: 10_000,
 } as const;
 
 /** Typed identity for `sessionserver.config.ts`: `export default defineConfig({ … })`. */
@@ -46,6 +67,7 @@ export function defineConfig(config: SessionServerConfig): SessionServerConfig {
 
 const WHOLE_NUMBER_FIELDS = [
   'port', 'lockTimeout', 'maxLifetime', 'gcInterval', 'maxLineLength', 'maxConnections', 'idleTimeout', 'maxUnknownCommands',
+  'lockLease',
 ] as const;
 
 /** Refuses a configuration that would start a broken server, naming the field and the source. */

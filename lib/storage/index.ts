@@ -4,8 +4,10 @@ import { ConfigError } from '../errors.js';
 import type { SessionStore } from './contract.js';
 import { FilesystemStore } from './filesystem.js';
 import { MemoryStore } from './memory.js';
+import { PostgresStore } from './postgres.js';
+import { RedisStore } from './redis.js';
 
-export const STORAGE_NAMES = ['memory', 'filesystem'] as const;
+export const STORAGE_NAMES = ['memory', 'filesystem', 'redis', 'postgres'] as const;
 
 /** The store a configuration names; a store instance passes through unchanged. */
 export function createStore(config: SessionServerConfig): SessionStore {
@@ -16,6 +18,10 @@ export function createStore(config: SessionServerConfig): SessionStore {
       return new MemoryStore();
     case 'filesystem':
       return new FilesystemStore({ savePath: config.savePath ?? DEFAULTS.savePath, fsync: config.fsync });
+    case 'redis':
+      return new RedisStore({ url: config.redisUrl, prefix: config.redisPrefix, maxLifetime: config.maxLifetime, lockLease: config.lockLease });
+    case 'postgres':
+      return new PostgresStore({ url: config.postgresUrl, table: config.postgresTable, lockLease: config.lockLease });
     default:
       throw new ConfigError(`unknown storage "${String(storage)}" (expected one of: ${STORAGE_NAMES.join(', ')})`);
   }

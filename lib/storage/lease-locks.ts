@@ -1,0 +1,282 @@
+import { randomBytes } from 'node:crypto';
+import { LockTimeoutError, LockWaitAbortedError } from '../errors.js';
+import type { LockManager, SessionLock } from '../lock-table.js';
+
+/** How long a writer lock lives without renewal unless configured (`lockLease`). */
+export const DEFAULT_LOCK_LEASE_MS = 10_000;
+// A waiter re-checks this long after the holder's lease should have ended (clock jitter).
+const RECHECK_SLACK_MS = 5;
+// After a failed round trip to the store, a waiter tries again this soon.
+const RETRY_AFTER_ERROR_MS = 200;
+
+/** The result of one attempt: acquired, or the holder's lease ends in `retryInMs`. */
+export type LockAttempt = { acquired: true } | { acquired: false; retryInMs: number };
+
+interface Waiter {
+  grant(lock: SessionLock): void;
+  abort(): void;
+}
+
+/** This instance's writers waiting for one session, served first come, first served. */
+interface WaitQueue {
+  waiters: Waiter[];
+  attempting: boolean;
+  /** A release was announced while an attempt was in flight: try again at once. */
+  again: boolean;
+  recheck: NodeJS.Timeout | null;
+}
+
+interface HeldLock {
+  token: string;
+  /** The renewal found the lock gone or owned by another: the lease ran out (stalled process, store failover). */
+  lost: boolean;
+}
+
+/**
+ * Writer locks kept in a store that many server instances share: a lock is a record
+ * holding an owner token with a lease. The holding instance renews its leases (one timer
+ * for all of them) while its clients hold the sessions, so a killed instance's locks free
+ * themselves within one lease. A release deletes the record only if the token still
+ * matches and announces the release; waiters on every instance wake at once, and re-check
+ * when the holder's lease would end in case an announcement was missed or the holder died.
+ *
+ * Subclasses supply the store's five operations: try, release, renew, and start/stop
+ * listening for releases of one session (calling `released(id)` when one is announced).
+ */
+export abstract class LeaseLockManager implements LockManager {
+  waits = 0;
+  timeouts = 0;
+  /** Leases that ran out under a holder of this instance (its later writes are refused). */
+  lostLeases = 0;
+  readonly leaseMs: number;
+  private readonly instance = randomBytes(6).toString('hex');
+  private sequence = 0;
+  private readonly held = new Map<string, HeldLock>();
+  private readonly queues = new Map<string, WaitQueue>();
+  private renewTimer: NodeJS.Timeout | null = null;
+  private renewing = false;
+  private closed = false;
+
+  constructor(leaseMs = DEFAULT_LOCK_LEASE_MS) {
+    if (!Number.isSafeInteger(leaseMs) || leaseMs < 30) throw new RangeError('lock lease must be a whole number of milliseconds >= 30');
+    this.leaseMs = leaseMs;
+  }
+
+  /** Takes the lock for `token` if nobody holds it (or the holder's lease has run out). */
+  protected abstract tryLock(sessionId: string, token: string): Promise<LockAttempt>;
+  /** Deletes the lock if `token` still owns it and announces the release. */
+  protected abstract unlock(sessionId: string, token: string): Promise<void>;
+  /** Extends the leases of these locks; returns the ids whose lock no longer carries our token. */
+  protected abstract renew(locks: ReadonlyMap<string, string>): Promise<string[]>;
+  /** Starts delivering release announcements for the session; resolves once they flow. */
+  protected abstract watch(sessionId: string): Promise<void>;
+  protected abstract unwatch(sessionId: string): Promise<void>;
+
+  /** The token of the lock this instance holds on the session, for fenced writes. */
+  tokenOf(sessionId: string): string | undefined {
+    return this.held.get(sessionId)?.token;
+  }
+
+  /** How many locks this instance holds. */
+  get heldCount(): number {
+    return this.held.size;
+  }
+
+  async acquire(sessionId: string, timeoutMs: number, signal?: AbortSignal): Promise<SessionLock> {
+    if (this.closed || signal?.aborted) throw new LockWaitAbortedError();
+    if (!this.queues.has(sessionId) && !this.held.has(sessionId)) {
+      const token = this.newToken();
+      const attempt = await this.tryLock(sessionId, token);
+      if (attempt.acquired && this.closed) {
+        await this.unlock(sessionId, token).catch(() => {});
+        throw new LockWaitAbortedError();
+      }
+      if (attempt.acquired) return this.grant(sessionId, token);
+    }
+    return this.wait(sessionId, timeoutMs, signal);
+  }
+
+  private wait(sessionId: string, timeoutMs: number, signal?: AbortSignal): Promise<SessionLock> {
+    if (this.closed || signal?.aborted) return Promise.reject(new LockWaitAbortedError());
+    this.waits++;
+    let queue = this.queues.get(sessionId);
+    const isNew = !queue;
+    if (!queue) {
+      queue = { waiters: [], attempting: false, again: false, recheck: null };
+      this.queues.set(sessionId, queue);
+    }
+    const promise = new Promise<SessionLock>((resolve, reject) => {
+      const leave = (error: Error) => {
+        const index = queue.waiters.indexOf(waiter);
+        if (index !== -1) queue.waiters.splice(index, 1);
+        signal?.removeEventListener('abort', onAbort);
+        clearTimeout(timer);
+        if (queue.waiters.length === 0) this.dropQueue(sessionId, queue);
+        reject(error);
+      };
+      const timer = setTimeout(() => {
+        this.timeouts++;
+        leave(new LockTimeoutError());
+      }, timeoutMs);
+      const onAbort = () => leave(new LockWaitAbortedError());
+      const waiter: Waiter = {
+        grant(lock) {
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
+          resolve(lock);
+        },
+        abort: () => leave(new LockWaitAbortedError()),
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      queue.waiters.push(waiter);
+    });
+    if (isNew) {
+      // Listen first, then try: a release between a failed try and the subscription is not missed.
+      this.watch(sessionId).then(
+        () => this.pump(sessionId),
+        () => this.scheduleRecheck(queue, sessionId, RETRY_AFTER_ERROR_MS),
+      );
+    }
+    return promise;
+  }
+
+  /** Called by the subclass when the store announces that the session's lock was released. */
+  protected released(sessionId: string): void {
+    if (this.queues.has(sessionId)) void this.pump(sessionId);
+  }
+
+  /** Every waiter of this instance looks again now (announcements may have been missed, e.g. during a reconnect). */
+  protected wakeAll(): void {
+    for (const sessionId of this.queues.keys()) void this.pump(sessionId);
+  }
+
+  /** Tries to take the lock for the first waiter; on failure sleeps until a release or the lease's end. */
+  private async pump(sessionId: string): Promise<void> {
+    const queue = this.queues.get(sessionId);
+    if (!queue || this.closed) return;
+    if (queue.attempting) {
+      queue.again = true;
+      return;
+    }
+    if (queue.recheck) clearTimeout(queue.recheck);
+    queue.recheck = null;
+    queue.attempting = true;
+    let retryInMs = -1;
+    try {
+      do {
+        queue.again = false;
+        // A lock this instance holds is handed on by its release, which pumps again.
+        if (queue.waiters.length === 0 || this.held.has(sessionId)) return;
+        const token = this.newToken();
+        let attempt: LockAttempt;
+        try {
+          attempt = await this.tryLock(sessionId, token);
+        } catch {
+          attempt = { acquired: false, retryInMs: RETRY_AFTER_ERROR_MS };
+        }
+        if (this.closed) return;
+        if (attempt.acquired) {
+          const waiter = queue.waiters.shift();
+          if (waiter) waiter.grant(this.grant(sessionId, token));
+          // Everyone left while we were asking: give the lock straight back.
+          else await this.unlock(sessionId, token).catch(() => {});
+          retryInMs = this.leaseMs;
+          return;
+        }
+        retryInMs = attempt.retryInMs;
+      } while (queue.again);
+    } finally {
+      queue.attempting = false;
+      if (queue.waiters.length === 0) this.dropQueue(sessionId, queue);
+      else if (retryInMs >= 0 && this.queues.get(sessionId) === queue) this.scheduleRecheck(queue, sessionId, retryInMs);
+    }
+  }
+
+  private scheduleRecheck(queue: WaitQueue, sessionId: string, afterMs: number): void {
+    if (this.closed || this.queues.get(sessionId) !== queue) return;
+    if (queue.recheck) clearTimeout(queue.recheck);
+    const delay = Math.min(Math.max(afterMs, 0) + RECHECK_SLACK_MS, this.leaseMs);
+    queue.recheck = setTimeout(() => {
+      queue.recheck = null;
+      void this.pump(sessionId);
+    }, delay);
+  }
+
+  private dropQueue(sessionId: string, queue: WaitQueue): void {
+    if (this.queues.get(sessionId) !== queue || queue.attempting) return;
+    if (queue.recheck) clearTimeout(queue.recheck);
+    this.queues.delete(sessionId);
+    this.unwatch(sessionId).catch(() => {});
+  }
+
+  private grant(sessionId: string, token: string): SessionLock {
+    this.held.set(sessionId, { token, lost: false });
+    this.startRenewing();
+    let released = false;
+    return {
+      sessionId,
+      release: async () => {
+        if (released) return;
+        released = true;
+        if (this.held.get(sessionId)?.token === token) this.held.delete(sessionId);
+        if (this.closed) return;
+        // A failed release is not the client's problem: the lease frees the lock.
+        await this.unlock(sessionId, token).catch(() => {});
+        if (this.queues.has(sessionId)) void this.pump(sessionId);
+      },
+    };
+  }
+
+  private newToken(): string {
+    return `${this.instance}:${++this.sequence}`;
+  }
+
+  private startRenewing(): void {
+    if (this.renewTimer || this.closed) return;
+    // A third of the lease: two renewals may fail before a healthy holder loses its lock.
+    this.renewTimer = setInterval(() => void this.renewAll(), Math.floor(this.leaseMs / 3));
+    this.renewTimer.unref();
+  }
+
+  private async renewAll(): Promise<void> {
+    if (this.renewing) return;
+    if (this.held.size === 0) {
+      if (this.renewTimer) clearInterval(this.renewTimer);
+      this.renewTimer = null;
+      return;
+    }
+    this.renewing = true;
+    try {
+      const tokens = new Map<string, string>();
+      for (const [id, lock] of this.held) if (!lock.lost) tokens.set(id, lock.token);
+      if (tokens.size === 0) return;
+      for (const id of await this.renew(tokens)) {
+        const lock = this.held.get(id);
+        if (lock && lock.token === tokens.get(id) && !lock.lost) {
+          lock.lost = true;
+          this.lostLeases++;
+        }
+      }
+    } catch {
+      // The store is unreachable; the next tick tries again while the leases last.
+    } finally {
+      this.renewing = false;
+    }
+  }
+
+  /** Stops renewing, ends every wait (LockWaitAbortedError) and releases this instance's locks. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.renewTimer) clearInterval(this.renewTimer);
+    this.renewTimer = null;
+    for (const [sessionId, queue] of this.queues) {
+      if (queue.recheck) clearTimeout(queue.recheck);
+      for (const waiter of [...queue.waiters]) waiter.abort();
+      this.queues.delete(sessionId);
+    }
+    const held = [...this.held];
+    this.held.clear();
+    await Promise.all(held.map(([sessionId, lock]) => this.unlock(sessionId, lock.token).catch(() => {})));
+  }
+}

@@ -1,0 +1,148 @@
+import pg from 'pg';
+import { StoreError } from '../errors.js';
+import { isValidSessionId } from '../session-id.js';
+import { LeaseLockManager, type LockAttempt } from './lease-locks.js';
+import type { PostgresNames } from './postgres-schema.js';
+
+const RECONNECT_MS = 1000;
+
+/**
+ * Writer locks as lease rows in PostgreSQL: a row (id, owner token, expires_at) per held
+ * lock, taken by an upsert that only overwrites an expired row. A waiter marks the row
+ * `contended`; the release (compare-and-delete by token) sends NOTIFY only then, so the
+ * common uncontended release costs one DELETE and no notification. Every instance LISTENs
+ * on one channel on a connection of its own, outside the pool.
+ */
+export class PostgresLocks extends LeaseLockManager {
+  private listener: pg.Client | null = null;
+  private listening: Promise<void> | null = null;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private stopped = false;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly connection: pg.ClientConfig,
+    private readonly names: PostgresNames,
+    leaseMs?: number,
+  ) {
+    super(leaseMs);
+  }
+
+  /** Opens the LISTEN connection; resolves once release announcements flow. */
+  async start(): Promise<void> {
+    if (!this.listening) this.listening = this.listen();
+    await this.listening;
+  }
+
+  private async listen(): Promise<void> {
+    const client = new pg.Client(this.connection);
+    client.on('notification', (message) => {
+      if (message.channel === this.names.releaseChannel && message.payload && isValidSessionId(message.payload)) {
+        this.released(message.payload);
+      }
+    });
+    // The connection broke: waiters fall back to their lease re-checks until it is back.
+    client.on('error', () => this.lost(client));
+    client.on('end', () => this.lost(client));
+    try {
+      await client.connect();
+      await client.query(`LISTEN "${this.names.releaseChannel}"`);
+    } catch (error) {
+      client.end().catch(() => {});
+      throw new StoreError(`cannot listen for lock releases: ${(error as Error).message}`);
+    }
+    if (this.stopped) {
+      await client.end().catch(() => {});
+      return;
+    }
+    this.listener = client;
+  }
+
+  private lost(client: pg.Client): void {
+    if (this.listener !== client || this.stopped) return;
+    this.listener = null;
+    client.end().catch(() => {});
+    this.listening = Promise.reject(new StoreError('not listening for lock releases'));
+    this.listening.catch(() => {});
+    this.reconnectLater();
+  }
+
+  private reconnectLater(): void {
+    if (this.reconnectTimer || this.stopped) return;
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      this.listening = this.listen();
+      this.listening.then(
+        // Releases announced while we were away are lost: every waiter looks again.
+        () => this.wakeAll(),
+        () => this.reconnectLater(),
+      );
+    }, RECONNECT_MS);
+    this.reconnectTimer.unref();
+  }
+
+  protected async tryLock(sessionId: string, token: string): Promise<LockAttempt> {
+    const { locks } = this.names;
+    // Take the row if it is free or its lease ran out; otherwise mark it contended (so its
+    // release will notify) and report how long the holder's lease has left.
+    const { rows } = await this.pool.query<{ taken: boolean; retry_ms: string | null }>(
+      `WITH taken AS (
+         INSERT INTO ${locks} AS l (id, owner, expires_at)
+         VALUES ($1, $2, clock_timestamp() + $3 * interval '1 millisecond')
+         ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+           WHERE l.expires_at <= clock_timestamp()
+         RETURNING 1
+       ), waiting AS (
+         UPDATE ${locks} SET contended = true
+         WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM taken)
+         RETURNING expires_at
+       )
+       SELECT EXISTS (SELECT 1 FROM taken) AS taken,
+              (SELECT ceil(extract(epoch FROM expires_at - clock_timestamp()) * 1000) FROM waiting) AS retry_ms`,
+      [sessionId, token, this.leaseMs],
+    );
+    const row = rows[0]!;
+    if (row.taken) return { acquired: true };
+    // No row to mark: it was released (or inserted by a transaction we could not see yet) just now.
+    return { acquired: false, retryInMs: row.retry_ms === null ? 0 : Math.max(0, Number(row.retry_ms)) };
+  }
+
+  protected async unlock(sessionId: string, token: string): Promise<void> {
+    await this.pool.query(
+      `WITH gone AS (DELETE FROM ${this.names.locks} WHERE id = $1 AND owner = $2 RETURNING contended)
+       SELECT pg_notify($3, $1) FROM gone WHERE contended`,
+      [sessionId, token, this.names.releaseChannel],
+    );
+  }
+
+  protected async renew(locks: ReadonlyMap<string, string>): Promise<string[]> {
+    const ids = [...locks.keys()];
+    const { rows } = await this.pool.query<{ id: string }>(
+      `UPDATE ${this.names.locks} AS l SET expires_at = clock_timestamp() + $3 * interval '1 millisecond'
+       FROM unnest($1::text[], $2::text[]) AS held(id, owner)
+       WHERE l.id = held.id AND l.owner = held.owner
+       RETURNING l.id`,
+      [ids, [...locks.values()], this.leaseMs],
+    );
+    const renewed = new Set(rows.map((row) => row.id));
+    return ids.filter((id) => !renewed.has(id));
+  }
+
+  protected async watch(): Promise<void> {
+    // One channel for all sessions, listened to since start(): nothing to subscribe per session.
+    if (!this.listening) throw new StoreError('PostgresLocks.start() was not called');
+    await this.listening;
+  }
+
+  protected async unwatch(): Promise<void> {}
+
+  override async close(): Promise<void> {
+    this.stopped = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
+    await super.close();
+    const listener = this.listener;
+    this.listener = null;
+    await listener?.end().catch(() => {});
+  }
+}

@@ -1,0 +1,100 @@
+import type pg from 'pg';
+import { ConfigError, StoreError } from '../errors.js';
+
+export const DEFAULT_POSTGRES_TABLE = 'sessionserver_sessions';
+
+// Lower case only: an unquoted name in psql means the same table as our quoted one.
+const VALID_TABLE = /^(?:([a-z_][a-z0-9_]*)\.)?([a-z_][a-z0-9_]*)$/;
+const MAX_IDENTIFIER = 63;
+const MAX_NAME = 48;
+
+/** The quoted SQL names of the PostgreSQL driver's tables, all derived from one table name. */
+export class PostgresNames {
+  /** `(id, data, last_access, lifetime)`: one row per session. */
+  readonly sessions: string;
+  /** `(id, owner, expires_at, contended)`: one row per held writer lock. */
+  readonly locks: string;
+  /** `(version)`: which of MIGRATIONS have run. */
+  readonly version: string;
+  readonly accessIndex: string;
+  readonly ownLifetimeIndex: string;
+  /** The LISTEN/NOTIFY channel on which lock releases are announced (payload: session id). */
+  readonly releaseChannel: string;
+  /** Serializes migrations of concurrently starting instances. */
+  readonly migrationLockKey: string;
+
+  constructor(table: string = DEFAULT_POSTGRES_TABLE) {
+    const match = VALID_TABLE.exec(table);
+    // Derived names (`<name>_own_lifetime`, `<schema>.<name>_released`) must fit an identifier.
+    if (!match || match[2]!.length > MAX_NAME || `${table}_released`.length > MAX_IDENTIFIER) {
+      throw new ConfigError(
+        `postgresTable must be [schema.]name in lower-case letters, digits and _ (name at most ${MAX_NAME}, all at most ${MAX_IDENTIFIER - 9} characters)`,
+      );
+    }
+    const [, schema, name] = match;
+    const qualify = (suffix: string) => (schema ? `"${schema}"."${name}${suffix}"` : `"${name}${suffix}"`);
+    this.sessions = qualify('');
+    this.locks = qualify('_locks');
+    this.version = qualify('_schema');
+    this.accessIndex = `"${name}_last_access"`;
+    this.ownLifetimeIndex = `"${name}_own_lifetime"`;
+    this.releaseChannel = `${table}_released`;
+    this.migrationLockKey = `sessionserver schema ${table}`;
+  }
+}
+
+/**
+ * Each entry brings the schema from the previous version to the next; the version table
+ * records how far a database has come. Append, never edit: released versions are history.
+ */
+const MIGRATIONS: Array<(names: PostgresNames) => string[]> = [
+  // 1: sessions with their last access (indexed for the gc sweep) and lease rows for writer locks.
+  (n) => [
+    `CREATE TABLE ${n.sessions} (
+      id text PRIMARY KEY,
+      data text NOT NULL,
+      last_access timestamptz(3) NOT NULL DEFAULT now()
+    )`,
+    `CREATE INDEX ${n.accessIndex} ON ${n.sessions} (last_access)`,
+    `CREATE TABLE ${n.locks} (
+      id text PRIMARY KEY,
+      owner text NOT NULL,
+      expires_at timestamptz NOT NULL,
+      contended boolean NOT NULL DEFAULT false
+    )`,
+  ],
+  // 2: a session's own lifetime in seconds (`ttl`); null means the server's max lifetime.
+  (n) => [
+    `ALTER TABLE ${n.sessions} ADD COLUMN lifetime integer`,
+    `CREATE INDEX ${n.ownLifetimeIndex} ON ${n.sessions} (last_access) WHERE lifetime IS NOT NULL`,
+  ],
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** Creates or upgrades the tables, once, however many instances start at the same moment. */
+export async function migrate(pool: pg.Pool, names: PostgresNames): Promise<number> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [names.migrationLockKey]);
+    await client.query(`CREATE TABLE IF NOT EXISTS ${names.version} (version integer NOT NULL)`);
+    const { rows } = await client.query<{ version: number }>(`SELECT version FROM ${names.version}`);
+    let version = rows[0]?.version ?? 0;
+    if (rows.length === 0) await client.query(`INSERT INTO ${names.version} (version) VALUES (0)`);
+    if (version > SCHEMA_VERSION) {
+      throw new StoreError(`the session tables have schema version ${version}; this sessionserver knows only up to ${SCHEMA_VERSION}`);
+    }
+    for (; version < SCHEMA_VERSION; version++) {
+      for (const statement of MIGRATIONS[version]!(names)) await client.query(statement);
+    }
+    await client.query(`UPDATE ${names.version} SET version = $1`, [version]);
+    await client.query('COMMIT');
+    return version;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw error;
+  } finally {
+    client.release();
+  }
+}

@@ -1,0 +1,155 @@
+import { createHash } from 'node:crypto';
+import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis';
+import { ConfigError, StoreError } from '../errors.js';
+import { isValidSessionId } from '../session-id.js';
+
+/** A single Redis (also behind Sentinel) or a Redis Cluster: the drivers use only what both offer. */
+export type RedisClient = Redis | Cluster;
+
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+export const DEFAULT_REDIS_PREFIX = 'sessionserver:';
+
+// No glob characters (the prefix may appear in SCAN patterns) and no braces (hash tags are ours).
+const VALID_PREFIX = /^[A-Za-z0-9:_.-]{0,64}$/;
+
+const COMMON_OPTIONS = {
+  lazyConnect: true,
+  // Many clients' commands share one connection; batching them per tick costs no latency.
+  enableAutoPipelining: true,
+} as const;
+
+/**
+ * A client for a Redis URL:
+ * - `redis://[user:password@]host:port[/db]`, `rediss://…` (TLS): one server;
+ * - `redis+sentinel://[user:password@]host:port,host:port/<master name>[/db][?sentinelPassword=…]`
+ *   (`rediss+sentinel://` for TLS): the master a Sentinel group names, followed across failovers;
+ * - `redis+cluster://[user:password@]host:port,host:port` (`rediss+cluster://`): a Redis Cluster,
+ *   found from any of its nodes.
+ */
+export function createRedisClient(url: string): RedisClient {
+  const match = /^(rediss?)\+(cluster|sentinel):\/\/(?:([^@/]*)@)?([^/?#]+)(\/[^?#]*)?(?:\?([^#]*))?$/.exec(url);
+  if (!match) {
+    if (!/^rediss?:\/\//.test(url)) throw new ConfigError('redisUrl must start with redis://, rediss://, redis+sentinel:// or redis+cluster://');
+    return new Redis(url, { ...COMMON_OPTIONS });
+  }
+  const [, scheme, kind, userInfo, hostList, path = '', query = ''] = match;
+  const tls = scheme === 'rediss' ? {} : undefined;
+  const [username, password] = parseUserInfo(userInfo);
+  const nodes = hostList!.split(',').map(parseHostPort);
+  const params = new URLSearchParams(query);
+  if (kind === 'cluster') {
+    if (path !== '' && path !== '/') throw new ConfigError('redis+cluster:// URLs take no database number (a cluster has only db 0)');
+    return new Cluster(nodes, {
+      ...COMMON_OPTIONS,
+      redisOptions: { username, password, tls },
+    });
+  }
+  const [, name, db] = path.split('/');
+  if (!name) throw new ConfigError('redis+sentinel:// URLs need the master name as their path: redis+sentinel://host:26379/mymaster');
+  if (db !== undefined && !/^\d+$/.test(db)) throw new ConfigError('the database in a redis+sentinel:// URL must be a number');
+  const options: RedisOptions = {
+    ...COMMON_OPTIONS,
+    sentinels: nodes,
+    name: decodeURIComponent(name),
+    username,
+    password,
+    db: db === undefined ? 0 : Number(db),
+    sentinelPassword: params.get('sentinelPassword') ?? undefined,
+    tls,
+    enableTLSForSentinelMode: tls !== undefined,
+  };
+  return new Redis(options);
+}
+
+function parseUserInfo(userInfo: string | undefined): [string | undefined, string | undefined] {
+  if (!userInfo) return [undefined, undefined];
+  const colon = userInfo.indexOf(':');
+  if (colon === -1) return [undefined, decodeURIComponent(userInfo)];
+  const username = decodeURIComponent(userInfo.slice(0, colon));
+  return [username === '' ? undefined : username, decodeURIComponent(userInfo.slice(colon + 1))];
+}
+
+function parseHostPort(text: string): ClusterNode & { host: string; port: number } {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+))(?::(\d{1,5}))?$/.exec(text.trim());
+  if (!match) throw new ConfigError(`invalid host in Redis URL: ${JSON.stringify(text)}`);
+  return { host: match[1] ?? match[2]!, port: match[3] ? Number(match[3]) : 6379 };
+}
+
+/** A second connection to the same Redis, with the same options (for subscribing). */
+export function duplicateRedisClient(client: RedisClient): RedisClient {
+  return client instanceof Cluster ? client.duplicate() : client.duplicate();
+}
+
+/** Connects a lazily created client, turning a refusal into one clear StoreError. */
+export async function connectRedis(client: RedisClient, what: string): Promise<void> {
+  let lastError: Error | undefined;
+  const onError = (error: Error) => (lastError = error);
+  client.on('error', onError);
+  try {
+    await client.connect();
+    // A cluster reports ready before its slots are known; one command proves it serves.
+    await client.ping();
+  } catch (error) {
+    client.disconnect();
+    const cause = lastError ?? (error as Error);
+    throw new StoreError(`cannot connect to ${what}: ${cause.message}`);
+  }
+}
+
+/**
+ * Where the Redis driver keeps a session, all on the session's hash slot (`{id}` is a hash
+ * tag) so that one Lua script may touch the data and the lock together, in a Cluster too.
+ */
+export class RedisKeys {
+  readonly accessIndex: string;
+
+  constructor(readonly prefix: string = DEFAULT_REDIS_PREFIX) {
+    if (!VALID_PREFIX.test(prefix)) throw new ConfigError('redisPrefix may hold only letters, digits and : _ . - (at most 64)');
+    this.accessIndex = `${prefix}access`;
+  }
+
+  /** The session's values (a hash). */
+  data(id: string): string {
+    return this.tag(id);
+  }
+
+  /** The session's writer lock: the owner's token, expiring with the lease. */
+  lock(id: string): string {
+    return `${this.tag(id)}:lock`;
+  }
+
+  /** The pub/sub channel on which releases of the session's lock are announced. */
+  releases(id: string): string {
+    return `${this.tag(id)}:released`;
+  }
+
+  /** The session id a release channel belongs to, or undefined for a foreign channel. */
+  idOfReleases(channel: string): string | undefined {
+    const match = /^(.*)\{([^{}]+)\}:released$/.exec(channel);
+    return match && match[1] === this.prefix && isValidSessionId(match[2]!) ? match[2] : undefined;
+  }
+
+  private tag(id: string): string {
+    // Defence in depth: the server validates ids, but here one becomes part of a key.
+    if (!isValidSessionId(id)) throw new StoreError('invalid session id reached the redis store');
+    return `${this.prefix}{${id}}`;
+  }
+}
+
+/** A Lua script run by its SHA1, sent in full only when the server does not know it yet. */
+export class LuaScript {
+  private readonly sha: string;
+
+  constructor(private readonly source: string) {
+    this.sha = createHash('sha1').update(source).digest('hex');
+  }
+
+  async run(client: RedisClient, keys: string[], args: Array<string | number>): Promise<unknown> {
+    try {
+      return await client.evalsha(this.sha, keys.length, ...keys, ...args);
+    } catch (error) {
+      if (!String((error as Error).message).startsWith('NOSCRIPT')) throw error;
+      return client.eval(this.source, keys.length, ...keys, ...args);
+    }
+  }
+}
