@@ -13,7 +13,7 @@ let watcher: FSWatcher | null = null;
 
 export default definePlugin<undefined, LineServer>({
   name: 'hot-reload',
-  apply(server) {
+  async apply(server) {
     const commandFolder = server.commandFiles?.folder;
     const self = resolve(new URL(import.meta.url).pathname);
     const pluginFiles = new Set(server.plugins.files().filter((file) => file !== self));
@@ -38,6 +38,8 @@ export default definePlugin<undefined, LineServer>({
     };
     watcher.on('add', onFile('add')).on('change', onFile('change')).on('unlink', onFile('unlink'));
     watcher.on('error', (error) => server.log.error({ err: error }, 'file watcher error'));
+    // Once listen() resolves, every save is seen.
+    await new Promise<void>((resolve) => watcher!.once('ready', () => resolve()));
     server.log.info({ watching: targets }, 'hot reload on');
   },
   async dispose() {
