@@ -9,7 +9,7 @@ export type { ServerHooks, CommandOutcome, ReloadEvent } from './hooks.js';
 export { OpenSession, type SessionMode } from './open-session.js';
 export { LockTable, type LockManager, type SessionLock } from './lock-table.js';
 export { isValidSessionId, newSessionId } from './session-id.js';
-export type { SessionData, SessionStore } from './storage/contract.js';
+export type { SessionData, SessionExpiry, SessionStore } from './storage/contract.js';
 export { MemoryStore } from './storage/memory.js';
 export { FilesystemStore, type FilesystemStoreOptions } from './storage/filesystem.js';
 export { RedisStore, type RedisStoreOptions } from './storage/redis.js';
@@ -20,3 +20,4 @@ export { CommandFiles, defineCommand, type CommandDefinition } from './command-f
 export { PluginHost, definePlugin, SHIPPED_PLUGINS, type Plugin, type PluginSpec } from './plugins.js';
 export { isCommandError } from './errors.js';
 export { hashPassword, verifyPassword } from './password.js';
+export * from './client/index.js';

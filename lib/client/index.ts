@@ -1,0 +1,5 @@
+export { SessionClient, type ReconnectOptions, type ServerHello, type SessionClientOptions, type SessionValue } from './session-client.js';
+export { SessionPool, type SessionPoolOptions } from './pool.js';
+export { PoolTimeoutError, SessionConnectionError, SessionLostError, SessionServerError, SessionTimeoutError } from './errors.js';
+export { SessionServerStore, type ExpressSessionModule, type SessionServerStoreOptions, type StoredSession } from './express-store.js';
+export { decodeSessionValues, encodeSessionValues, TYPES_KEY, type ValueEncoding } from './values.js';
