@@ -1,0 +1,15 @@
+import test from 'ava';
+import { AuditedServer } from '../examples/audited-server.js';
+import { startServer } from './support/server.js';
+
+test('the examples/ subclass adds commands and overrides put', async (t) => {
+  const { connect } = await startServer(t, {}, (config) => new AuditedServer(config));
+  const c = await connect();
+  await c.request('new');
+  t.is(await c.request('put a 1'), 'ok');
+  t.is(await c.request('put __x 1'), 'err Keys starting with __ are reserved');
+  t.is(await c.request('snapshot'), 'ok {"a":"1"}');
+  t.is(await c.request('writes'), 'ok 1');
+  await c.request('commit');
+  t.is(await c.request('put b 2'), 'err Could not store value', 'the override kept the write guard');
+});
