@@ -23,6 +23,12 @@ function serveOptions(args: Argv) {
     .option('max-connections', { type: 'number', describe: 'connections beyond this are refused', defaultDescription: String(DEFAULT_LIMITS.maxConnections) })
     .option('idle-timeout', { type: 'number', describe: 'seconds of client silence before disconnect (0: never)', defaultDescription: String(DEFAULT_LIMITS.idleTimeout) })
     .option('max-unknown-commands', { type: 'number', describe: 'unknown commands in a row before disconnect', defaultDescription: String(DEFAULT_LIMITS.maxUnknownCommands) })
+    .option('redis-url', { type: 'string', describe: 'redis store: redis://, rediss://, redis+sentinel://, redis+cluster:// URL', defaultDescription: 'redis://127.0.0.1:6379' })
+    .option('redis-prefix', { type: 'string', describe: 'redis store: key prefix', defaultDescription: 'sessionserver:' })
+    .option('postgres-url', { type: 'string', describe: 'postgres store: postgres://user:password@host:port/database', defaultDescription: "pg's PG* variables" })
+    .option('postgres-table', { type: 'string', describe: 'postgres store: table (or schema.table)', defaultDescription: 'sessionserver_sessions' })
+    .option('lock-lease', { type: 'number', describe: 'redis/postgres: ms a writer lock outlives a dead instance', defaultDescription: '10000' })
+    .option('list-session-ids', { type: 'boolean', describe: 'allow the ids command (lists every session id: trusted clients only)', defaultDescription: 'false' })
     .option('commands-dir', { type: 'string', describe: 'folder of command files', defaultDescription: './commands' })
     .option('plugin', { type: 'string', array: true, describe: 'plugin to apply (shipped: auth, logging, hot-reload; or a path / package); repeatable' })
     .option('watch', { type: 'boolean', describe: 'reload command files and plugins on save (development)', defaultDescription: 'false' })
@@ -33,6 +39,7 @@ function serveOptions(args: Argv) {
 const CLI_FIELDS = [
   'host', 'port', 'storage', 'savePath', 'fsync', 'lockTimeout', 'maxLifetime', 'gcInterval',
   'maxLineLength', 'maxConnections', 'idleTimeout', 'maxUnknownCommands', 'logLevel', 'commandsDir',
+  'redisUrl', 'redisPrefix', 'postgresUrl', 'postgresTable', 'lockLease', 'listSessionIds',
 ] as const;
 
 /** Config file < environment < command line; unset flags leave the file's values alone. */

@@ -66,7 +66,7 @@ export function defineConfig(config: SessionServerConfig): SessionServerConfig {
 }
 
 const WHOLE_NUMBER_FIELDS = [
-  'port', 'lockTimeout', 'maxLifetime', 'gcInterval', 'maxLineLength', 'maxConnections', 'idleTimeout', 'maxUnknownCommands',
+  'port', 'lockTimeout', 'maxLifetime', 'gcInterval', 'maxLineLength', 'maxConnections', 'idleTimeout', 'maxUnknownCommands', 'lockLease',
   'lockLease',
 ] as const;
 
