@@ -9,8 +9,8 @@ import { decodeSessionValues, encodeSessionValues } from './values.js';
 
 /** A session as express-session and @fastify/session hand it over: a cookie plus the app's values. */
 export interface StoredSession {
-  cookie?: { expires?: Date | string | null; originalMaxAge?: number | null; maxAge?: number | null } & Record<string, unknown>;
-  [key: string]: unknown;
+  cookie?: { expires?: Date | string | null; originalMaxAge?: number | null; maxAge?: number | null };
+  [key: string]: any;
 }
 
 type Callback<T = void> = (error?: any, value?: T) => void;
@@ -78,7 +78,7 @@ export class SessionServerStore extends EventEmitter {
 
   // ---- The Store interface (callback style, as express-session and @fastify/session call it). ----
 
-  get(sessionId: string, callback: Callback<StoredSession | null>): void {
+  get(sessionId: string, callback: Callback<any>): void {
     settle(this.locking ? this.readHeld(sessionId) : this.read(sessionId), callback);
   }
 
@@ -95,7 +95,7 @@ export class SessionServerStore extends EventEmitter {
   }
 
   /** Every session, keyed by id (needs `ids` on the server: listSessionIds). */
-  all(callback: Callback<Record<string, StoredSession>>): void {
+  all(callback: Callback<Record<string, any>>): void {
     settle(this.readAll(), callback);
   }
 
@@ -123,7 +123,7 @@ export class SessionServerStore extends EventEmitter {
   }
 
   /** Loads a session as an express-session Session. */
-  load(sessionId: string, callback: Callback<object | undefined>): void {
+  load(sessionId: string, callback: Callback<any>): void {
     this.get(sessionId, (error, session) => {
       if (error) return callback(error);
       if (!session) return callback();
@@ -136,7 +136,7 @@ export class SessionServerStore extends EventEmitter {
   }
 
   /** Turns stored data into express-session's Session on `req` (what express-session's own Store does). */
-  createSession(req: any, data: StoredSession): object {
+  createSession(req: any, data: any): any {
     const { Cookie, Session } = this.expressSession();
     const expires = data.cookie?.expires;
     const originalMaxAge = data.cookie?.originalMaxAge;
