@@ -1,4 +1,5 @@
 import yargs, { type Argv } from 'yargs';
+import { runClient } from './cli-client.js';
 import { DEFAULTS, validateConfig, type SessionServerConfig } from './config.js';
 import { loadConfigFile } from './config-file.js';
 import { DEFAULT_LIMITS } from './line-server.js';
@@ -94,12 +95,37 @@ async function printPasswordHash(): Promise<void> {
   console.log(await hashPassword(password));
 }
 
+/** Flags of `client`; `--` ends them, so `sessionserver client -- open <sid> r` sends that line. */
+function clientOptions(args: Argv) {
+  return args
+    .positional('request', { type: 'string', array: true, describe: 'one request to send (one-shot); none: a prompt, or requests from stdin' })
+    .option('host', { type: 'string', describe: 'server address', defaultDescription: DEFAULTS.host })
+    .option('port', { type: 'number', describe: 'server port', defaultDescription: String(DEFAULTS.port) })
+    .option('tls', { type: 'boolean', describe: 'connect with TLS', defaultDescription: 'false' })
+    .option('timeout', { type: 'number', describe: 'ms to wait for the connection and for each reply', defaultDescription: '30000' })
+    .option('history', { type: 'boolean', describe: 'keep prompt history in ~/.sessionserver_history', default: true });
+}
+
+async function runClientCommand(argv: Record<string, unknown>): Promise<void> {
+  // Words after `--` land in `_`, behind the command name.
+  const request = [...((argv.request as unknown[] | undefined) ?? []), ...((argv._ as unknown[]).slice(1))].map(String);
+  process.exitCode = await runClient({
+    host: argv.host as string | undefined,
+    port: argv.port as number | undefined,
+    tls: argv.tls as boolean | undefined,
+    timeout: argv.timeout as number | undefined,
+    command: request,
+    historyFile: argv.history === false ? null : undefined,
+  });
+}
+
 export async function main(args: string[]): Promise<void> {
   await yargs(args)
     .scriptName('sessionserver')
     .env('SESSIONSERVER')
     .command(['serve', '$0'], 'run the session server (the default command)', serveOptions, serve)
     .command('hash-password', 'print a password hash for the auth plugin (password on stdin)', {}, printPasswordHash)
+    .command('client [request..]', 'talk to a server: a prompt like redis-cli, one request, or requests from stdin', clientOptions, runClientCommand)
     .strict()
     .fail((message, error, parser) => {
       if (error) throw error;
