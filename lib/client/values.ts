@@ -12,9 +12,9 @@
  *   cart   → {"sku":"A1","qty":2}
  *
  * Encodings: `json` (numbers, booleans, null, arrays, plain objects — PHP arrays both
- * ways), `php` (a PHP-serialize()d value PHP could not express as JSON, e.g. an object
- * instance: Node sees the serialized string), `base64` (bytes that are not UTF-8: Node
- * sees a Buffer). A reader that knows nothing of the convention still sees every string
+ * ways), `php` (base64 of a PHP serialize()d value that JSON cannot carry, e.g. an object
+ * instance: Node sees that text, opaque), `base64` (bytes that are not UTF-8: Node sees a
+ * Buffer). A reader that knows nothing of the convention still sees every string
  * value verbatim and numbers as their decimal text.
  */
 export const TYPES_KEY = ':types';

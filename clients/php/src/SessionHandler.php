@@ -1,0 +1,175 @@
+<?php
+
+declare(strict_types=1);
+
+namespace SessionServer;
+
+/**
+ * PHP's $_SESSION on sessionserver, with PHP's locking:
+ *
+ *     session_set_save_handler(new \SessionServer\SessionHandler('127.0.0.1', 9090), true);
+ *     session_start();
+ *
+ * read() opens the session `rw`, so a second request of the same session waits (up to the
+ * server's lock timeout) until the first one's write() or close() releases it, as with
+ * PHP's own files handler. Each top-level $_SESSION key is one key on the server, typed
+ * as Values describes, so Node apps read and write the same values. This needs
+ * session.serialize_handler=php_serialize, which the constructor sets.
+ */
+final class SessionHandler implements \SessionHandlerInterface, \SessionUpdateTimestampHandlerInterface
+{
+    private readonly Client $client;
+    /** The session this connection holds open (rw, locked), between read() and write()/close(). */
+    private ?string $held = null;
+
+    /**
+     * @param ?int $lifetime seconds a session lives without access (`ttl` on the server);
+     *                       null: the server's max lifetime
+     */
+    public function __construct(
+        string $host = '127.0.0.1',
+        int $port = 9090,
+        float $timeout = 30.0,
+        private readonly ?int $lifetime = null,
+        bool $tls = false,
+    ) {
+        $this->client = new Client($host, $port, $timeout, $tls);
+        if (session_status() !== PHP_SESSION_ACTIVE) {
+            ini_set('session.serialize_handler', 'php_serialize');
+        }
+    }
+
+    public function open(string $path, string $name): bool
+    {
+        return $this->attempt('open', function (): bool {
+            $this->client->connect();
+            return true;
+        });
+    }
+
+    public function close(): bool
+    {
+        return $this->attempt('close', function (): bool {
+            // Reached without write(): session_abort(), or a read-only session_start(). Nothing is written.
+            if ($this->held !== null) {
+                $this->held = null;
+                $this->client->request('close');
+            }
+            return true;
+        });
+    }
+
+    public function read(string $id): string|false
+    {
+        return $this->attempt('read', function () use ($id): string {
+            if (ini_get('session.serialize_handler') !== 'php_serialize') {
+                throw new \LogicException('SessionServer\\SessionHandler needs session.serialize_handler=php_serialize');
+            }
+            // `open` first closes whatever this connection held; rw waits for the writer lock.
+            [$opened, $values] = $this->client->pipeline(["open {$id} rw", 'get_all json']);
+            if (!$opened[0]) {
+                throw new ServerException($opened[1]);
+            }
+            $this->held = $id;
+            if (!$values[0]) {
+                throw new ServerException($values[1]);
+            }
+            $stored = json_decode($values[1], true, 512, JSON_THROW_ON_ERROR);
+            return serialize(Values::decode(is_array($stored) ? $stored : []));
+        });
+    }
+
+    public function write(string $id, string $data): bool
+    {
+        return $this->attempt('write', function () use ($id, $data): bool {
+            $values = $data === '' ? [] : unserialize($data);
+            if (!is_array($values)) {
+                throw new \LogicException('session data is not php_serialize()d');
+            }
+            $payload = json_encode((object) Values::encode($values), JSON_UNESCAPED_UNICODE | JSON_UNESCAPED_SLASHES | JSON_THROW_ON_ERROR);
+            $lines = $this->held === $id ? [] : ["open {$id} rw"];
+            $lines[] = "put_all {$payload}";
+            if ($this->lifetime !== null) {
+                $lines[] = "ttl {$this->lifetime}";
+            }
+            $lines[] = 'close';
+            $this->held = null;
+            $this->expectOk($this->client->pipeline($lines));
+            return true;
+        });
+    }
+
+    public function destroy(string $id): bool
+    {
+        return $this->attempt('destroy', function () use ($id): bool {
+            $lines = $this->held === $id ? ['destroy'] : ["open {$id} rw", 'destroy'];
+            $this->held = null;
+            $this->expectOk($this->client->pipeline($lines));
+            return true;
+        });
+    }
+
+    public function gc(int $max_lifetime): int|false
+    {
+        return $this->attempt('gc', fn (): int => (int) $this->client->request("gc {$max_lifetime}"));
+    }
+
+    /** session.use_strict_mode: an id the server does not know is refused, and PHP makes a new one. */
+    public function validateId(string $id): bool
+    {
+        return $this->attempt('validateId', function () use ($id): bool {
+            if ($this->held === $id) {
+                return true;
+            }
+            [$opened] = $this->client->pipeline(["open {$id} r", 'close']);
+            return $opened[0];
+        });
+    }
+
+    /** session.lazy_write: the data did not change, so only the access time is recorded (and the lock released). */
+    public function updateTimestamp(string $id, string $data): bool
+    {
+        return $this->attempt('updateTimestamp', function () use ($id): bool {
+            $lines = $this->held === $id ? [] : ["open {$id} r"];
+            $lines[] = 'touch';
+            if ($this->lifetime !== null) {
+                $lines[] = "ttl {$this->lifetime}";
+            }
+            $lines[] = 'close';
+            $this->held = null;
+            $this->expectOk($this->client->pipeline($lines));
+            return true;
+        });
+    }
+
+    /** @param list<array{0: bool, 1: string}> $replies */
+    private function expectOk(array $replies): void
+    {
+        foreach ($replies as [$ok, $text]) {
+            if (!$ok) {
+                throw new ServerException($text);
+            }
+        }
+    }
+
+    /**
+     * Runs a handler step; a failure becomes a warning naming the server's reason and the
+     * `false` PHP expects (PHP then warns "Failed to read session data" and so on).
+     *
+     * @template T
+     * @param callable(): T $step
+     * @return T|false
+     */
+    private function attempt(string $what, callable $step): mixed
+    {
+        try {
+            return $step();
+        } catch (\Throwable $error) {
+            if ($error instanceof ConnectionException) {
+                $this->held = null;
+            }
+            trigger_error("sessionserver {$what}: {$error->getMessage()}", E_USER_WARNING);
+            return false;
+        }
+    }
+}
