@@ -19,6 +19,9 @@ export interface PostgresStoreOptions {
 const COLLECT_BATCH = 500;
 // A session past its own lifetime is gone for every reader, before any sweep deletes its row.
 const ALIVE = `(lifetime IS NULL OR last_access > now() - lifetime * interval '1 second')`;
+// An access time is not worth an fsync: statements that only record one commit without waiting
+// for the WAL flush (a crash may lose the last moments of access times, never values).
+const NO_FLUSH = `(SELECT set_config('synchronous_commit', 'off', true)) AS no_flush`;
 
 /**
  * Sessions in PostgreSQL, shared by any number of sessionserver instances: one row per
@@ -54,7 +57,7 @@ export class PostgresStore implements SessionStore {
 
   async load(id: string): Promise<SessionData | undefined> {
     const { rows } = await this.pool.query<{ data: string }>(
-      `UPDATE ${this.names.sessions} SET last_access = now() WHERE id = $1 AND ${ALIVE} RETURNING data`,
+      `UPDATE ${this.names.sessions} SET last_access = now() FROM ${NO_FLUSH} WHERE id = $1 AND ${ALIVE} RETURNING data`,
       [checked(id)],
     );
     return rows.length === 0 ? undefined : decode(rows[0]!.data);
@@ -78,9 +81,10 @@ export class PostgresStore implements SessionStore {
   }
 
   async touch(id: string): Promise<boolean> {
-    const { rowCount } = await this.pool.query(`UPDATE ${this.names.sessions} SET last_access = now() WHERE id = $1 AND ${ALIVE}`, [
-      checked(id),
-    ]);
+    const { rowCount } = await this.pool.query(
+      `UPDATE ${this.names.sessions} SET last_access = now() FROM ${NO_FLUSH} WHERE id = $1 AND ${ALIVE}`,
+      [checked(id)],
+    );
     return rowCount === 1;
   }
 

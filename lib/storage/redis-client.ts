@@ -18,6 +18,10 @@ const COMMON_OPTIONS = {
   enableAutoPipelining: true,
 } as const;
 
+// While Redis is unreachable a command is retried over three reconnect attempts (about a
+// third of a second), then fails: the client gets an `err` instead of hanging.
+const NODE_OPTIONS = { maxRetriesPerRequest: 3 } as const;
+
 /**
  * A client for a Redis URL:
  * - `redis://[user:password@]host:port[/db]`, `rediss://…` (TLS): one server;
@@ -30,7 +34,7 @@ export function createRedisClient(url: string): RedisClient {
   const match = /^(rediss?)\+(cluster|sentinel):\/\/(?:([^@/]*)@)?([^/?#]+)(\/[^?#]*)?(?:\?([^#]*))?$/.exec(url);
   if (!match) {
     if (!/^rediss?:\/\//.test(url)) throw new ConfigError('redisUrl must start with redis://, rediss://, redis+sentinel:// or redis+cluster://');
-    return new Redis(url, { ...COMMON_OPTIONS });
+    return new Redis(url, { ...COMMON_OPTIONS, ...NODE_OPTIONS });
   }
   const [, scheme, kind, userInfo, hostList, path = '', query = ''] = match;
   const tls = scheme === 'rediss' ? {} : undefined;
@@ -41,7 +45,7 @@ export function createRedisClient(url: string): RedisClient {
     if (path !== '' && path !== '/') throw new ConfigError('redis+cluster:// URLs take no database number (a cluster has only db 0)');
     return new Cluster(nodes, {
       ...COMMON_OPTIONS,
-      redisOptions: { username, password, tls },
+      redisOptions: { ...NODE_OPTIONS, username, password, tls },
     });
   }
   const [, name, db] = path.split('/');
@@ -49,6 +53,7 @@ export function createRedisClient(url: string): RedisClient {
   if (db !== undefined && !/^\d+$/.test(db)) throw new ConfigError('the database in a redis+sentinel:// URL must be a number');
   const options: RedisOptions = {
     ...COMMON_OPTIONS,
+    ...NODE_OPTIONS,
     sentinels: nodes,
     name: decodeURIComponent(name),
     username,
