@@ -17,6 +17,8 @@ export interface LoadJob {
   depth: number;
   warmupMs: number;
   durationMs: number;
+  /** Keys each connection cycles through (k0 … k<keySpace-1>): the size a session grows to. */
+  keySpace: number;
   /** The server's process, to report how busy it was (from /proc); omitted: not reported. */
   serverPid?: number;
 }
@@ -35,6 +37,8 @@ export interface LoadResult {
   serverCpu: number | null;
   /** Cores the generator kept busy: near 1 means the generator, not the server, may be the limit. */
   generatorCpu: number;
+  /** Replies per socket read at the generator: how much the server batched its answers. */
+  repliesPerRead: number;
   /** Cores busy with anything else on the machine (other processes, some kernel work); null when unknown. */
   otherCpu: number | null;
 }
@@ -68,6 +72,8 @@ class Run {
   recording = false;
   stopped = false;
   replies = 0;
+  /** Socket reads that carried replies, inside the window. */
+  reads = 0;
   readonly samples = new LatencySamples();
 }
 
@@ -125,7 +131,10 @@ class LoopConnection {
       this.head = this.head + 1 === this.depth ? 0 : this.head + 1;
     }
     this.inFlight -= replies;
-    if (run.recording) run.replies += replies;
+    if (run.recording) {
+      run.replies += replies;
+      run.reads++;
+    }
     if (!run.stopped) this.send(replies, now);
   }
 
@@ -193,7 +202,7 @@ function ownCpuMs(): number {
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export async function runLoad(job: LoadJob): Promise<LoadResult> {
-  const workload = buildWorkload(job.dialect);
+  const workload = buildWorkload(job.dialect, job.keySpace);
   if (job.depth > workload.count) throw new Error('pipeline depth larger than the request cycle');
   const run = new Run();
   const sockets = await Promise.all(Array.from({ length: job.connections }, () => openSocket(job.host, job.port)));
@@ -237,6 +246,7 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
       errors: connections.reduce((sum, connection) => sum + connection.errors, 0),
       serverCpu,
       generatorCpu,
+      repliesPerRead: run.reads === 0 ? 0 : run.replies / run.reads,
       otherCpu: machineCpu === null || serverCpu === null ? null : Math.max(0, machineCpu - serverCpu - generatorCpu),
     };
   } finally {

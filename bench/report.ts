@@ -39,12 +39,12 @@ const kib = (n: number) => n.toFixed(1);
 const mib = (kibibytes: number) => (kibibytes / 1024).toFixed(1);
 
 export function throughputTable(scenarios: Scenario[], targets: TargetName[], results: ThroughputResults): string {
-  const rows = [['scenario', 'target', 'ops/s', 'p50 ms', 'p99 ms', 'errors', 'server cpu', 'ops/server-cpu-s', 'gen cpu', 'others cpu']];
+  const rows = [['scenario', 'target', 'ops/s', 'p50 ms', 'p99 ms', 'errors', 'server cpu', 'ops/server-cpu-s', 'gen cpu', 'others cpu', 'replies/read']];
   for (const scenario of scenarios) {
     targets.forEach((target, index) => {
       const result = results.get(scenario.name)?.get(target);
       const label = index === 0 ? scenario.name : '';
-      if (!result) rows.push([label, target, 'skipped', '', '', '', '', '', '', '']);
+      if (!result) rows.push([label, target, 'skipped', '', '', '', '', '', '', '', '']);
       else {
         rows.push([
           label,
@@ -57,11 +57,22 @@ export function throughputTable(scenarios: Scenario[], targets: TargetName[], re
           result.serverCpu ? integer(result.opsPerSecond / result.serverCpu) : '-',
           cpu(result.generatorCpu),
           result.otherCpu === null ? '-' : cpu(result.otherCpu),
+          result.repliesPerRead.toFixed(1),
         ]);
       }
     });
   }
-  return table(rows, [false, false, true, true, true, true, true, true, true, true]);
+  return table(rows, [false, false, true, true, true, true, true, true, true, true, true]);
+}
+
+/** A line to print under the tables when other work on the machine took CPU during a run. */
+export function noiseWarning(results: ThroughputResults, threshold = 0.25): string | null {
+  let worst = 0;
+  for (const byTarget of results.values()) {
+    for (const result of byTarget.values()) worst = Math.max(worst, result.otherCpu ?? 0);
+  }
+  if (worst < threshold) return null;
+  return `note: other processes kept up to ${cpu(worst)} of a core busy during some runs ('others cpu'); ops/s and latencies there are low and noisy. ops/server-cpu-s holds up better; rerun on a quiet machine for clean ops/s.`;
 }
 
 /** ops/s per core the server kept busy: steadier than ops/s when other work shares the machine. */

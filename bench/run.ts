@@ -1,6 +1,6 @@
 /**
- * `npm run bench [-- --quick] [-- --only=50x16,memory] [-- --cpu-prof] [-- --targets=sessionserver,bare-node]`
- * (or BENCH_QUICK=1, BENCH_ONLY=…, BENCH_CPU_PROF=1, BENCH_TARGETS=…). How to read the
+ * `npm run bench [-- --quick] [-- --only=50x16,memory] [-- --cpu-prof] [-- --targets=sessionserver,bare-node] [-- --keys=1000]`
+ * (or BENCH_QUICK=1, BENCH_ONLY=…, BENCH_CPU_PROF=1, BENCH_TARGETS=…, BENCH_KEYS=…). How to read the
  * output: bench/README.md. Each server and the load generator run in their own
  * processes; this one only orchestrates and prints.
  */
@@ -12,9 +12,9 @@ import { killAllChildren, killChildrenOnExit, REPO_ROOT } from './children.js';
 import { measureConnectionMemory, type MemoryResult } from './memory.js';
 import { formatProfileSummary } from './profile-summary.js';
 import { RemoteLoadGenerator } from './remote-load-generator.js';
-import { memoryTable, ratioTable, throughputTable, type Scenario, type ThroughputResults } from './report.js';
+import { memoryTable, noiseWarning, ratioTable, throughputTable, type Scenario, type ThroughputResults } from './report.js';
 import { redisServerInstalled, startBareServer, startRedisServer, startSessionserver, type Target, type TargetName } from './targets.js';
-import { DEFAULT_VALUE_BYTES } from './workload.js';
+import { DEFAULT_KEY_SPACE, DEFAULT_VALUE_BYTES } from './workload.js';
 
 const SCENARIOS: Scenario[] = [
   { name: '1x1', connections: 1, depth: 1 },
@@ -32,6 +32,7 @@ interface Options {
   targets: TargetName[];
   warmupMs: number;
   durationMs: number;
+  keySpace: number;
 }
 
 function readOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
@@ -39,8 +40,10 @@ function readOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
   const value = (name: string) => argv.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3) ?? env[`BENCH_${name.toUpperCase()}`];
   const known = ['--quick', '--cpu-prof'];
   for (const arg of argv) {
-    if (!known.includes(arg) && !arg.startsWith('--only=') && !arg.startsWith('--targets=')) throw new Error(`unknown option ${arg}`);
+    if (!known.includes(arg) && !/^--(only|targets|keys)=/.test(arg)) throw new Error(`unknown option ${arg}`);
   }
+  const keySpace = Number(value('keys') ?? DEFAULT_KEY_SPACE);
+  if (!Number.isInteger(keySpace) || keySpace < 8 || keySpace > 100_000) throw new Error('--keys: a whole number from 8 to 100000');
   const quick = flag('quick');
   const only = value('only')?.split(',').map((s) => s.trim()).filter(Boolean);
   for (const name of only ?? []) {
@@ -58,6 +61,7 @@ function readOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     targets: TARGET_ORDER.filter((name) => targets.includes(name)),
     warmupMs: quick ? 300 : 1000,
     durationMs: quick ? 1500 : 4000,
+    keySpace,
   };
 }
 
@@ -116,6 +120,7 @@ async function measureThroughput(options: Options, targetNames: TargetName[], ge
           depth: scenario.depth,
           warmupMs: options.warmupMs,
           durationMs: options.durationMs,
+          keySpace: options.keySpace,
           serverPid: target.pid,
         });
         byTarget.set(target.name, result);
@@ -135,7 +140,7 @@ async function measureMemory(options: Options, targetNames: TargetName[], genera
     const target = await startTarget(name, { exposeGc: true });
     try {
       // Warm up (JIT, pools) so the baseline already holds what any busy server holds.
-      await generator.run({ host: target.host, port: target.port, dialect: target.dialect, connections: 10, depth: 4, warmupMs: 0, durationMs: options.quick ? 300 : 1000 });
+      await generator.run({ host: target.host, port: target.port, dialect: target.dialect, connections: 10, depth: 4, warmupMs: 0, durationMs: options.quick ? 300 : 1000, keySpace: options.keySpace });
       const result = await measureConnectionMemory(target, MEMORY_CONNECTIONS);
       results.push(result);
       console.error(`  memory ${name.padEnd(14)} ${((result.afterAllKiB - result.baselineKiB) / result.connections).toFixed(1)} KiB/connection`);
@@ -170,10 +175,12 @@ async function main(): Promise<void> {
     const memory = options.memory ? await measureMemory(options, targetNames, generator) : [];
 
     if (throughput) {
-      console.log(`\nthroughput: N connections x pipeline depth D; put/get alternating, ${DEFAULT_VALUE_BYTES}-byte values`);
+      console.log(`\nthroughput: N connections x pipeline depth D; put/get alternating over ${options.keySpace} keys per connection, ${DEFAULT_VALUE_BYTES}-byte values`);
       console.log(throughputTable(options.scenarios, targetNames, throughput.results));
       console.log('\nratios (ops/s of sessionserver / ops/s of the other)');
       console.log(ratioTable(options.scenarios, throughput.results));
+      const warning = noiseWarning(throughput.results);
+      if (warning) console.log(warning);
     }
     if (memory.length > 0) {
       console.log(`\nmemory: RSS growth for ${MEMORY_CONNECTIONS.toLocaleString('en-US')} clients, half idle (one ping), half holding a session with one small value`);
