@@ -65,16 +65,8 @@ export class FilesystemStore implements SessionStore {
 
   async load(id: string): Promise<SessionData | undefined> {
     const path = this.pathOf(id);
-    let text: string;
-    try {
-      text = await readFile(path, 'utf8');
-    } catch (error) {
-      if (isMissing(error)) return undefined;
-      throw error;
-    }
-    const file = decode(text, path);
-    this.learnLifetime(id, file.lifetime);
-    if (file.lifetime !== null && (await this.hasExpired(path, file.lifetime))) return undefined;
+    const file = await this.read(id, path);
+    if (!file) return undefined;
     await this.markAccess(path);
     return file.data;
   }
