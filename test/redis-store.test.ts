@@ -78,7 +78,7 @@ test('Redis URLs: single server, Sentinel, Cluster; bad ones are refused without
 
   const cluster = createRedisClient('redis+cluster://app:pw@node1:7000,node2:7001');
   t.true(cluster instanceof Cluster);
-  t.deepEqual((cluster as Cluster).startupNodes, [
+  t.deepEqual((cluster as unknown as { startupNodes: unknown }).startupNodes, [
     { host: 'node1', port: 7000 },
     { host: 'node2', port: 7001 },
   ]);

@@ -75,8 +75,11 @@ const MIGRATIONS: Array<(names: PostgresNames) => string[]> = [
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
-/** Creates or upgrades the tables, once, however many instances start at the same moment. */
-export async function migrate(pool: pg.Pool, names: PostgresNames): Promise<number> {
+/**
+ * Creates or upgrades the tables (up to `target`, normally the latest version), once,
+ * however many instances start at the same moment. Resolves with the version reached.
+ */
+export async function migrate(pool: pg.Pool, names: PostgresNames, target = SCHEMA_VERSION): Promise<number> {
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
@@ -88,7 +91,7 @@ export async function migrate(pool: pg.Pool, names: PostgresNames): Promise<numb
     if (version > SCHEMA_VERSION) {
       throw new StoreError(`the session tables have schema version ${version}; this sessionserver knows only up to ${SCHEMA_VERSION}`);
     }
-    for (; version < SCHEMA_VERSION; version++) {
+    for (; version < target; version++) {
       for (const statement of MIGRATIONS[version]!(names)) await client.query(statement);
     }
     await client.query(`UPDATE ${names.version} SET version = $1`, [version]);
