@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { LockTimeoutError, LockWaitAbortedError } from '../errors.js';
+import { ConfigError, LockTimeoutError, LockWaitAbortedError } from '../errors.js';
 import type { LockManager, SessionLock } from '../lock-table.js';
 
 /** How long a writer lock lives without renewal unless configured (`lockLease`). */
@@ -58,7 +58,7 @@ export abstract class LeaseLockManager implements LockManager {
   private closed = false;
 
   constructor(leaseMs = DEFAULT_LOCK_LEASE_MS) {
-    if (!Number.isSafeInteger(leaseMs) || leaseMs < 30) throw new RangeError('lock lease must be a whole number of milliseconds >= 30');
+    if (!Number.isSafeInteger(leaseMs) || leaseMs < 30) throw new ConfigError('lockLease must be a whole number of milliseconds, at least 30');
     this.leaseMs = leaseMs;
   }
 
@@ -174,6 +174,7 @@ export abstract class LeaseLockManager implements LockManager {
         } catch {
           attempt = { acquired: false, retryInMs: RETRY_AFTER_ERROR_MS };
         }
+        if (attempt.acquired && this.closed) await this.unlock(sessionId, token).catch(() => {});
         if (this.closed) return;
         if (attempt.acquired) {
           const waiter = queue.waiters.shift();

@@ -52,6 +52,8 @@ export class RedisLocks extends LeaseLockManager {
       const id = this.keys.idOfReleases(channel);
       if (id !== undefined) this.released(id);
     });
+    // Back after a disconnect (ioredis subscribes again by itself): releases may have been missed.
+    subscriber.on('ready', () => this.wakeAll());
     this.subscriber = subscriber;
   }
 
