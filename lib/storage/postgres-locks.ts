@@ -1,23 +1,34 @@
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { StoreError } from '../errors.js';
-import { isValidSessionId } from '../session-id.js';
 import { LeaseLockManager, type LockAttempt } from './lease-locks.js';
 import type { PostgresNames } from './postgres-schema.js';
 
 const RECONNECT_MS = 1000;
 
 /**
+ * What a release announces instead of the session id: any role that can connect to the
+ * database may LISTEN on any channel, and a session id is a credential.
+ */
+export function releaseTag(sessionId: string): string {
+  return createHash('sha256').update(sessionId).digest('base64url').slice(0, 22);
+}
+
+/**
  * Writer locks as lease rows in PostgreSQL: a row (id, owner token, expires_at) per held
  * lock, taken by an upsert that only overwrites an expired row. A waiter marks the row
  * `contended`; the release (compare-and-delete by token) sends NOTIFY only then, so the
  * common uncontended release costs one DELETE and no notification. Every instance LISTENs
- * on one channel on a connection of its own, outside the pool.
+ * on one channel on a connection of its own, outside the pool; the payload is a hash of the
+ * session id (releaseTag), matched against the sessions this instance has writers waiting for.
  */
 export class PostgresLocks extends LeaseLockManager {
   private listener: pg.Client | null = null;
   private listening: Promise<void> | null = null;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private stopped = false;
+  /** releaseTag → session id, for the sessions this instance's writers wait for. */
+  private readonly watched = new Map<string, string>();
 
   constructor(
     private readonly pool: pg.Pool,
@@ -37,9 +48,8 @@ export class PostgresLocks extends LeaseLockManager {
   private async listen(): Promise<void> {
     const client = new pg.Client(this.connection);
     client.on('notification', (message) => {
-      if (message.channel === this.names.releaseChannel && message.payload && isValidSessionId(message.payload)) {
-        this.released(message.payload);
-      }
+      const sessionId = message.channel === this.names.releaseChannel ? this.watched.get(message.payload ?? '') : undefined;
+      if (sessionId !== undefined) this.released(sessionId);
     });
     // The connection broke: waiters fall back to their lease re-checks until it is back.
     client.on('error', () => this.lost(client));
@@ -110,8 +120,8 @@ export class PostgresLocks extends LeaseLockManager {
   protected async unlock(sessionId: string, token: string): Promise<void> {
     await this.pool.query(
       `WITH gone AS (DELETE FROM ${this.names.locks} WHERE id = $1 AND owner = $2 RETURNING contended)
-       SELECT pg_notify($3, $1) FROM gone WHERE contended`,
-      [sessionId, token, this.names.releaseChannel],
+       SELECT pg_notify($3, $4) FROM gone WHERE contended`,
+      [sessionId, token, this.names.releaseChannel, releaseTag(sessionId)],
     );
   }
 
@@ -128,13 +138,16 @@ export class PostgresLocks extends LeaseLockManager {
     return ids.filter((id) => !renewed.has(id));
   }
 
-  protected async watch(): Promise<void> {
+  protected async watch(sessionId: string): Promise<void> {
     // One channel for all sessions, listened to since start(): nothing to subscribe per session.
     if (!this.listening) throw new StoreError('PostgresLocks.start() was not called');
+    this.watched.set(releaseTag(sessionId), sessionId);
     await this.listening;
   }
 
-  protected async unwatch(): Promise<void> {}
+  protected async unwatch(sessionId: string): Promise<void> {
+    this.watched.delete(releaseTag(sessionId));
+  }
 
   override async close(): Promise<void> {
     this.stopped = true;
