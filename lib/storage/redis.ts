@@ -98,8 +98,9 @@ return removed
  * Sessions in Redis (single server, Sentinel or Cluster), shared by any number of
  * sessionserver instances. Each session is a hash `<prefix>{id}` that Redis expires by
  * itself `maxLifetime` (or the session's own lifetime) after the last access; every write
- * replaces it whole in one Lua script. A sorted set `<prefix>access` (id → last access) lets `gc` find sessions idle
- * for less than the lifetime and keeps `count` cheap. Writer locks: see RedisLocks.
+ * replaces it whole in one Lua script. A sorted set `<prefix>access` (id → last access)
+ * lets `gc` find sessions idle for less than the lifetime and keeps `count` cheap.
+ * Writer locks: see RedisLocks.
  */
 export class RedisStore implements SessionStore {
   readonly name = 'redis';
