@@ -1,4 +1,4 @@
-import { defineConfig } from './lib/index.js';
+import { defineConfig } from 'sessionserver';
 
 // Used by `npm start` / `npx sessionserver` in this folder. Every field can be
 // overridden by a flag (--port 9191) or an environment variable (SESSIONSERVER_PORT=9191).
