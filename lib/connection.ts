@@ -29,6 +29,8 @@ export class Connection {
   closed = false;
   linesReceived = 0;
   unknownStreak = 0;
+  /** When the client last sent bytes (ms); the server's idle sweep reads it. */
+  lastActive = Date.now();
 
   private partial: Buffer[] | null = null;
   private partialBytes = 0;
@@ -81,7 +83,13 @@ export class Connection {
     this.abortController?.abort();
   }
 
+  /** Silent and not running a command (a writer waiting for a lock is not idle). */
+  isIdle(): boolean {
+    return this.running === null;
+  }
+
   private onData(chunk: Buffer): void {
+    this.lastActive = Date.now();
     const maxLineLength = this.server.limits.maxLineLength;
     let start = 0;
     while (!this.ending) {

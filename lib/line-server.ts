@@ -40,11 +40,10 @@ export const DEFAULT_LIMITS: LineServerLimits = {
 };
 
 const OK = 'ok\r\n';
-const LINE_BREAK = /[\r\n]/;
 
 function okReply(payload: string | void | undefined): string {
   if (payload === undefined || payload === '') return OK;
-  if (LINE_BREAK.test(payload)) return 'err Value cannot be sent on one line\r\n';
+  if (payload.indexOf('\n') !== -1 || payload.indexOf('\r') !== -1) return 'err Value cannot be sent on one line\r\n';
   return `ok ${payload}\r\n`;
 }
 
@@ -116,6 +115,7 @@ export class LineServer {
       });
     });
     server.on('error', (error) => this.reportError(error, null));
+    this.startIdleSweep();
     const address = server.address() as AddressInfo;
     await this.hooks.listening.promise(address);
     return address;
@@ -140,6 +140,7 @@ export class LineServer {
   }
 
   private async shutdown(): Promise<void> {
+    if (this.idleSweep) clearInterval(this.idleSweep);
     const stopped = this.server ? new Promise<void>((resolve) => this.server!.close(() => resolve())) : Promise.resolve();
     await Promise.all(
       [...this.connections].map(async (connection) => {
@@ -173,12 +174,6 @@ export class LineServer {
     const connection = new Connection(this, socket, this.nextConnectionId++);
     this.connections.add(connection);
     this.counters.connectionsTotal++;
-    if (this.limits.idleTimeout > 0) {
-      socket.setTimeout(this.limits.idleTimeout * 1000, () => {
-        socket.end('err Idle timeout\r\n');
-        socket.destroySoon();
-      });
-    }
     socket.on('error', (error: NodeJS.ErrnoException) => {
       // A client resetting its connection is routine, not a server error.
       if (error.code !== 'ECONNRESET' && error.code !== 'EPIPE') this.log.debug({ err: error, connection: connection.id }, 'socket error');
@@ -198,6 +193,27 @@ export class LineServer {
   }
 
   private releasing = new WeakMap<Connection, Promise<void>>();
+  private idleSweep: NodeJS.Timeout | null = null;
+
+  /**
+   * One timer for all clients instead of socket.setTimeout, which Node re-arms on every
+   * read and write: the hot path only stores a timestamp.
+   */
+  private startIdleSweep(): void {
+    const limitMs = this.limits.idleTimeout * 1000;
+    if (limitMs <= 0) return;
+    const every = Math.max(50, Math.min(1000, limitMs / 4));
+    this.idleSweep = setInterval(() => {
+      const now = Date.now();
+      for (const connection of this.connections) {
+        if (now - connection.lastActive >= limitMs && connection.isIdle()) {
+          connection.socket.end('err Idle timeout\r\n');
+          connection.socket.destroySoon();
+        }
+      }
+    }, every);
+    this.idleSweep.unref();
+  }
 
   /** Runs `closeConnection` once per connection, whichever of shutdown and disconnect comes first. */
   private releaseConnection(connection: Connection): Promise<void> {
