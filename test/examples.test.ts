@@ -1,9 +1,12 @@
 import test from 'ava';
 import { AuditedServer } from '../examples/audited-server.js';
+import type { SessionServer } from '../lib/index.js';
 import { startServer } from './support/server.js';
 
 test('the examples/ subclass adds commands and overrides put', async (t) => {
-  const { connect } = await startServer(t, {}, (config) => new AuditedServer(config));
+  // The example imports the built package (as a user would), the tests the sources: same
+  // class, two module copies, so TypeScript needs telling.
+  const { connect } = await startServer(t, {}, (config) => new AuditedServer(config) as unknown as SessionServer);
   const c = await connect();
   await c.request('new');
   t.is(await c.request('put a 1'), 'ok');
