@@ -89,13 +89,7 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionUpdateTi
             $payload = json_encode((object) Values::encode($values), JSON_UNESCAPED_UNICODE | JSON_UNESCAPED_SLASHES | JSON_THROW_ON_ERROR);
             $lines = $this->held === $id ? [] : ["open {$id} rw"];
             $lines[] = "put_all {$payload}";
-            if ($this->lifetime !== null) {
-                $lines[] = "ttl {$this->lifetime}";
-            }
-            $lines[] = 'close';
-            $this->held = null;
-            $this->expectOk($this->client->pipeline($lines));
-            return true;
+            return $this->finish($lines);
         });
     }
 
@@ -132,14 +126,25 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionUpdateTi
         return $this->attempt('updateTimestamp', function () use ($id): bool {
             $lines = $this->held === $id ? [] : ["open {$id} r"];
             $lines[] = 'touch';
-            if ($this->lifetime !== null) {
-                $lines[] = "ttl {$this->lifetime}";
-            }
-            $lines[] = 'close';
-            $this->held = null;
-            $this->expectOk($this->client->pipeline($lines));
-            return true;
+            return $this->finish($lines);
         });
+    }
+
+    /**
+     * Ends a request's hold: the session's own lifetime (if configured), then `close`, which
+     * writes and releases the lock; every reply must be ok.
+     *
+     * @param list<string> $lines
+     */
+    private function finish(array $lines): bool
+    {
+        if ($this->lifetime !== null) {
+            $lines[] = "ttl {$this->lifetime}";
+        }
+        $lines[] = 'close';
+        $this->held = null;
+        $this->expectOk($this->client->pipeline($lines));
+        return true;
     }
 
     /** @param list<array{0: bool, 1: string}> $replies */
