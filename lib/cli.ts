@@ -58,7 +58,7 @@ export async function resolveServeConfig(argv: Record<string, unknown>): Promise
 
 async function serve(argv: Record<string, unknown>): Promise<void> {
   const config = await resolveServeConfig(argv);
-  const server = new SessionServer({ storage: DEFAULTS.storage, ...config });
+  const server = new SessionServer(config);
   const address = await server.listen();
   server.log.info({ host: address.address, port: address.port, storage: server.store.name }, 'sessionserver listening');
   let stopping = false;

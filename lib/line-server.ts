@@ -135,10 +135,6 @@ export class LineServer {
     return this.closing;
   }
 
-  get isClosing(): boolean {
-    return this.closing !== null;
-  }
-
   private async shutdown(): Promise<void> {
     if (this.idleSweep) clearInterval(this.idleSweep);
     const stopped = this.server ? new Promise<void>((resolve) => this.server!.close(() => resolve())) : Promise.resolve();

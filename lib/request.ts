@@ -36,8 +36,8 @@ export function parseRequest(rawLine: string): Request {
  * The text after the command word, for commands whose single argument may hold spaces
  * (`put_all`). After trimming, a present second part is never empty, so this is exact.
  */
-export function restOfLine(request: Request): string {
-  return request.arg2 === '' ? request.arg1 : `${request.arg1} ${request.arg2}`;
+export function restOfLine(arg1: string, arg2: string): string {
+  return arg2 === '' ? arg1 : `${arg1} ${arg2}`;
 }
 
 /** A browser's (or any HTTP client's) request line: refused so web pages cannot drive the server. */

@@ -5,6 +5,7 @@ import { CommandError } from './errors.js';
 import { LineServer } from './line-server.js';
 import { LockTable } from './lock-table.js';
 import type { OpenSession, SessionMode } from './open-session.js';
+import { restOfLine } from './request.js';
 import { parseSessionPayload, toJson, toPhpSerialized } from './session-data-codec.js';
 import { isValidSessionId, newSessionId } from './session-id.js';
 import { Sessions } from './sessions.js';
@@ -156,8 +157,7 @@ export class SessionServer extends LineServer {
 
   @command({ usage: 'put_all <a:…|{json}>', summary: 'replace all values', session: 'write', failure: 'Could not store values.' })
   cmd_put_all(ctx: Connection, first: string, rest: string): void {
-    const payload = rest === '' ? first : `${first} ${rest}`;
-    ctx.session!.replaceAll(parseSessionPayload(payload));
+    ctx.session!.replaceAll(parseSessionPayload(restOfLine(first, rest)));
   }
 
   // ---- sessionserver's additions (PROTOCOL.md part 2). ----

@@ -11,7 +11,7 @@ export const STORAGE_NAMES = ['memory', 'filesystem', 'redis', 'postgres'] as co
 
 /** The store a configuration names; a store instance passes through unchanged. */
 export function createStore(config: SessionServerConfig): SessionStore {
-  const storage = config.storage ?? 'filesystem';
+  const storage = config.storage ?? DEFAULTS.storage;
   if (typeof storage === 'object') return storage;
   switch (storage) {
     case 'memory':
