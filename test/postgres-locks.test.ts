@@ -1,6 +1,7 @@
 import test from 'ava';
+import { fencedSaveScenario } from './fixtures/fenced-save.js';
 import pg from 'pg';
-import { LockTimeoutError, PostgresStore } from '../lib/index.js';
+import { PostgresStore } from '../lib/index.js';
 import { releaseTag } from '../lib/storage/postgres-locks.js';
 import { measureHandOff, percentile, summarize } from './fixtures/hand-off.js';
 import { openStore, POSTGRES_URL, postgresAdmin, postgresConfig, sleep } from './fixtures/stores.js';
@@ -55,18 +56,7 @@ test('a release notifies only when someone waits, naming a hash of the session, 
 
 test('a holder whose lease ran out cannot write over the new holder (fenced save), nor release its lock', async (t) => {
   const [a, b] = await postgresStores(t, 300);
-  const lockA = await a.locks.acquire('f', 1000);
-  await a.save('f', new Map([['by', 'a']]));
-  await a.pool.query(`DELETE FROM ${a.names.locks} WHERE id = 'f'`);
-  const lockB = await b.locks.acquire('f', 1000);
-  await b.save('f', new Map([['by', 'b']]));
-  await t.throwsAsync(a.save('f', new Map([['by', 'a, late']])), { message: /lock on this session was lost/ });
-  t.deepEqual(Object.fromEntries((await b.load('f'))!), { by: 'b' });
-  await sleep(250);
-  t.is(a.locks.lostLeases, 1, 'the renewal noticed');
-  await lockA.release();
-  await t.throwsAsync(a.locks.acquire('f', 100), { instanceOf: LockTimeoutError }, "A's late release left B's lock alone");
-  await lockB.release();
+  await fencedSaveScenario(t, a, b, (id) => a.pool.query(`DELETE FROM ${a.names.locks} WHERE id = $1`, [id]));
 });
 
 test('the LISTEN connection breaks: waiters still get locks, and are woken promptly again once it is back', async (t) => {

@@ -1,5 +1,6 @@
 import test from 'ava';
-import { LockTimeoutError, RedisStore } from '../lib/index.js';
+import { RedisStore } from '../lib/index.js';
+import { fencedSaveScenario } from './fixtures/fenced-save.js';
 import { measureHandOff, percentile, summarize } from './fixtures/hand-off.js';
 import { openStore, redisConfig, sleep } from './fixtures/stores.js';
 
@@ -31,19 +32,7 @@ test('a lock is a key with the owner token and a lease; the holder renews it; re
 
 test('a holder whose lease ran out cannot write over the new holder (fenced save), nor release its lock', async (t) => {
   const [a, b] = await redisStores(t, 300);
-  const lockA = await a.locks.acquire('f', 1000);
-  await a.save('f', new Map([['by', 'a']]));
-  // A stalls past its lease (simulated: its lock vanishes) and B takes over.
-  await a.client.del(a.keys.lock('f'));
-  const lockB = await b.locks.acquire('f', 1000);
-  await b.save('f', new Map([['by', 'b']]));
-  await t.throwsAsync(a.save('f', new Map([['by', 'a, late']])), { message: /lock on this session was lost/ });
-  t.deepEqual(Object.fromEntries((await b.load('f'))!), { by: 'b' });
-  await sleep(250);
-  t.is(a.locks.lostLeases, 1, 'the renewal noticed');
-  await lockA.release();
-  await t.throwsAsync(a.locks.acquire('f', 100), { instanceOf: LockTimeoutError }, "A's late release left B's lock alone");
-  await lockB.release();
+  await fencedSaveScenario(t, a, b, (id) => a.client.del(a.keys.lock(id)));
 });
 
 test('a waiter whose release announcement never comes still gets the lock when the holder dies (lease expiry)', async (t) => {
