@@ -29,6 +29,7 @@ function serveOptions(args: Argv) {
     .option('postgres-url', { type: 'string', describe: 'postgres store: postgres://user:password@host:port/database', defaultDescription: "pg's PG* variables" })
     .option('postgres-table', { type: 'string', describe: 'postgres store: table (or schema.table)', defaultDescription: 'sessionserver_sessions' })
     .option('lock-lease', { type: 'number', describe: 'redis/postgres: ms a writer lock outlives a dead instance', defaultDescription: '10000' })
+    .option('storage-timeout', { type: 'number', describe: 'ms one storage operation may take before err Storage unavailable', defaultDescription: String(DEFAULTS.storageTimeout) })
     .option('list-session-ids', { type: 'boolean', describe: 'allow the ids command (lists every session id: trusted clients only)', defaultDescription: 'false' })
     .option('commands-dir', { type: 'string', describe: 'folder of command files', defaultDescription: './commands' })
     .option('plugin', { type: 'string', array: true, describe: 'plugin to apply (shipped: auth, logging, hot-reload; or a path / package); repeatable' })
@@ -40,7 +41,7 @@ function serveOptions(args: Argv) {
 const CLI_FIELDS = [
   'host', 'port', 'storage', 'savePath', 'fsync', 'lockTimeout', 'maxLifetime', 'gcInterval',
   'maxLineLength', 'maxConnections', 'idleTimeout', 'maxUnknownCommands', 'logLevel', 'commandsDir',
-  'redisUrl', 'redisPrefix', 'postgresUrl', 'postgresTable', 'lockLease', 'listSessionIds',
+  'redisUrl', 'redisPrefix', 'postgresUrl', 'postgresTable', 'lockLease', 'storageTimeout', 'listSessionIds',
 ] as const;
 
 /** Config file < environment < command line; unset flags leave the file's values alone. */

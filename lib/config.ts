@@ -34,6 +34,11 @@ export interface SessionServerConfig extends LineServerOptions {
    * while held), so a killed instance's locks free themselves within it. Default 10000.
    */
   lockLease?: number;
+  /**
+   * Milliseconds any one storage operation may take; past it the command answers
+   * `err Storage unavailable` and the server keeps serving everything else. Default 1000.
+   */
+  storageTimeout?: number;
   /** Seconds without access after which a session is collected. Default 1440. */
   maxLifetime?: number;
   /** Seconds between expiry sweeps; 0 disables the sweep (`gc` still works). Default 60. */
@@ -58,6 +63,7 @@ export const DEFAULTS = {
   redisPrefix: 'sessionserver:',
   postgresTable: 'sessionserver_sessions',
   lockLease: 10_000,
+  storageTimeout: 1000,
 } as const;
 
 /** Typed identity for `sessionserver.config.ts`: `export default defineConfig({ … })`. */
@@ -67,7 +73,7 @@ export function defineConfig(config: SessionServerConfig): SessionServerConfig {
 
 const WHOLE_NUMBER_FIELDS = [
   'port', 'lockTimeout', 'maxLifetime', 'gcInterval', 'maxLineLength', 'maxConnections', 'idleTimeout', 'maxUnknownCommands', 'lockLease',
-  'lockLease',
+  'storageTimeout',
 ] as const;
 
 /** Refuses a configuration that would start a broken server, naming the field and the source. */
