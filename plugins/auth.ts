@@ -9,9 +9,9 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { CommandEntry, Connection, LineServer, Request } from '../lib/index.js';
-import { CommandError } from '../lib/errors.js';
-import { definePlugin } from '../lib/plugins.js';
-import { hashPassword, isPasswordHash, verifyPassword } from '../lib/password.js';
+import { CommandError } from '../lib/core/errors.js';
+import { definePlugin } from '../lib/core/plugin-host.js';
+import { hashPassword, isPasswordHash, verifyPassword } from '../lib/auth/password.js';
 
 interface Grants {
   /** Commands this principal may run (besides the public ones); all when omitted. */

@@ -6,8 +6,8 @@
 import { watch, type FSWatcher } from 'chokidar';
 import { resolve } from 'node:path';
 import type { LineServer } from '../lib/index.js';
-import { isCommandFile } from '../lib/command-files.js';
-import { definePlugin } from '../lib/plugins.js';
+import { isCommandFile } from '../lib/core/command-files.js';
+import { definePlugin } from '../lib/core/plugin-host.js';
 
 let watcher: FSWatcher | null = null;
 

@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { LineServer, OpenSession } from '../lib/index.js';
-import { definePlugin } from '../lib/plugins.js';
+import { definePlugin } from '../lib/core/plugin-host.js';
 
 export interface LoggingOptions {
   /** Level of the per-command line. Default `info`. */

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { startServer, tempDir } from './support/server.js';
-import { packageInfo } from '../lib/package-info.js';
+import { packageInfo } from '../lib/core/package-info.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
-import { CLIENT_EXIT, runClient } from '../lib/cli-client.js';
+import { CLIENT_EXIT, runClient } from '../lib/cli/client-repl.js';
 import { startServer, tempDir } from './support/server.js';
 
 // `sessionserver client`: stdin mode, one-shot mode and the prompt, against a real server.

@@ -1,6 +1,6 @@
 import test, { type ExecutionContext } from 'ava';
 import { LockTable, LockTimeoutError, type LockManager, type SessionServerConfig, type SessionStore } from '../lib/index.js';
-import { LockWaitAbortedError } from '../lib/errors.js';
+import { LockWaitAbortedError } from '../lib/core/errors.js';
 import { openStore, postgresConfig, redisConfig, sleep } from './fixtures/stores.js';
 import { tempDir } from './support/server.js';
 

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { isValidSessionId } from '../session-id.js';
+import { isValidSessionId } from '../protocol/session-id.js';
 import { SessionServerError } from './errors.js';
 import { SessionPool, type SessionPoolOptions } from './pool.js';
 import type { SessionClient } from './session-client.js';

@@ -1,9 +1,9 @@
 import { EventEmitter } from 'node:events';
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions as TlsOptions } from 'node:tls';
-import type { SessionMode } from '../open-session.js';
-import { parseRequest } from '../request.js';
-import { isValidSessionId } from '../session-id.js';
+import type { SessionMode } from '../session/open-session.js';
+import { parseRequest } from '../protocol/request.js';
+import { isValidSessionId } from '../protocol/session-id.js';
 import { SessionConnectionError, SessionLostError, SessionServerError, SessionTimeoutError } from './errors.js';
 
 export interface ReconnectOptions {

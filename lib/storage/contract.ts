@@ -1,4 +1,4 @@
-import type { LockManager } from '../lock-table.js';
+import type { LockManager } from '../locks/lock-table.js';
 
 /** A session's values. Stores and callers never mutate a map they have handed over. */
 export type SessionData = ReadonlyMap<string, string>;

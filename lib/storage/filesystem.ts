@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, stat, unlink, utimes } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { StoreError } from '../errors.js';
-import { isValidSessionId } from '../session-id.js';
+import { StoreError } from '../core/errors.js';
+import { isValidSessionId } from '../protocol/session-id.js';
 import type { SessionData, SessionExpiry, SessionStore } from './contract.js';
 
 export interface FilesystemStoreOptions {

@@ -1,6 +1,6 @@
-import type { SessionServerConfig } from '../config.js';
-import { DEFAULTS } from '../config.js';
-import { ConfigError } from '../errors.js';
+import type { SessionServerConfig } from '../session/config.js';
+import { DEFAULTS } from '../session/config.js';
+import { ConfigError } from '../core/errors.js';
 import type { SessionStore } from './contract.js';
 import { FilesystemStore } from './filesystem.js';
 import { MemoryStore } from './memory.js';

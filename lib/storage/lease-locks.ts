@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { ConfigError, LockTimeoutError, LockWaitAbortedError } from '../errors.js';
-import type { LockManager, SessionLock } from '../lock-table.js';
+import { ConfigError, LockTimeoutError, LockWaitAbortedError } from '../core/errors.js';
+import type { LockManager, SessionLock } from '../locks/lock-table.js';
 
 /** How long a writer lock lives without renewal unless configured (`lockLease`). */
 export const DEFAULT_LOCK_LEASE_MS = 10_000;

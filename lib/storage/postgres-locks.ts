@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
-import { StoreError } from '../errors.js';
+import { StoreError } from '../core/errors.js';
 import { LeaseLockManager, type LockAttempt } from './lease-locks.js';
 import type { PostgresNames } from './postgres-schema.js';
 

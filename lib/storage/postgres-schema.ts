@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { ConfigError, StoreError } from '../errors.js';
+import { ConfigError, StoreError } from '../core/errors.js';
 
 export const DEFAULT_POSTGRES_TABLE = 'sessionserver_sessions';
 

@@ -1,6 +1,6 @@
 import pg from 'pg';
-import { StoreError } from '../errors.js';
-import { isValidSessionId } from '../session-id.js';
+import { StoreError } from '../core/errors.js';
+import { isValidSessionId } from '../protocol/session-id.js';
 import type { SessionData, SessionExpiry, SessionStore } from './contract.js';
 import { PostgresLocks } from './postgres-locks.js';
 import { migrate, PostgresNames } from './postgres-schema.js';

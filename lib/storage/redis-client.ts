@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis';
-import { ConfigError, StoreError } from '../errors.js';
-import { isValidSessionId } from '../session-id.js';
+import { ConfigError, StoreError } from '../core/errors.js';
+import { isValidSessionId } from '../protocol/session-id.js';
 
 /** A single Redis (also behind Sentinel) or a Redis Cluster: the drivers use only what both offer. */
 export type RedisClient = Redis | Cluster;

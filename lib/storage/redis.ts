@@ -1,6 +1,6 @@
-import { DEFAULTS } from '../config.js';
-import { ConfigError, StoreError } from '../errors.js';
-import { isValidSessionId } from '../session-id.js';
+import { DEFAULTS } from '../session/config.js';
+import { ConfigError, StoreError } from '../core/errors.js';
+import { isValidSessionId } from '../protocol/session-id.js';
 import type { SessionData, SessionExpiry, SessionStore } from './contract.js';
 import { connectRedis, createRedisClient, DEFAULT_REDIS_URL, LuaScript, RedisKeys, type RedisClient } from './redis-client.js';
 import { RedisLocks } from './redis-locks.js';

@@ -5,10 +5,10 @@ import { command, CommandRegistry, makeEntry, type CommandEntry } from './comman
 import { Connection } from './connection.js';
 import { CommandError, isCommandError } from './errors.js';
 import { createHooks, type ServerHooks } from './hooks.js';
-import { isHttpRequestLine, parseRequest, type Request } from './request.js';
+import { isHttpRequestLine, parseRequest, type Request } from '../protocol/request.js';
 import { packageInfo } from './package-info.js';
 import { CommandFiles, type CommandDefinition } from './command-files.js';
-import { PluginHost, type PluginSpec } from './plugins.js';
+import { PluginHost, type PluginSpec } from './plugin-host.js';
 
 export interface LineServerLimits {
   /** Longest request line in bytes; a longer one gets `err Line too long` and is discarded. */

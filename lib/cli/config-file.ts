@@ -2,8 +2,8 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { tsImport } from 'tsx/esm/api';
-import { validateConfig, type SessionServerConfig } from './config.js';
-import { ConfigError } from './errors.js';
+import { validateConfig, type SessionServerConfig } from '../session/config.js';
+import { ConfigError } from '../core/errors.js';
 
 export const CONFIG_FILE_NAMES = ['sessionserver.config.ts', 'sessionserver.config.mts', 'sessionserver.config.js', 'sessionserver.config.mjs'];
 

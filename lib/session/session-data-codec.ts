@@ -1,5 +1,5 @@
 import { serialize, unserialize } from 'php-serialize';
-import { CommandError } from './errors.js';
+import { CommandError } from '../core/errors.js';
 
 /** `get_all`'s classic form: a PHP-serialize()d array, string lengths in bytes. */
 export function toPhpSerialized(entries: Iterable<[string, string]>): string {

@@ -1,6 +1,6 @@
-import { ConfigError } from './errors.js';
-import type { LineServerOptions } from './line-server.js';
-import type { SessionStore } from './storage/contract.js';
+import { ConfigError } from '../core/errors.js';
+import type { LineServerOptions } from '../core/line-server.js';
+import type { SessionStore } from '../storage/contract.js';
 
 export type StorageName = 'memory' | 'filesystem' | 'redis' | 'postgres';
 

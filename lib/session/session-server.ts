@@ -1,16 +1,16 @@
-import { command } from './command.js';
+import { command } from '../core/command.js';
 import { DEFAULTS, type SessionServerConfig } from './config.js';
-import type { Connection } from './connection.js';
-import { CommandError } from './errors.js';
-import { LineServer } from './line-server.js';
-import { LockTable } from './lock-table.js';
+import type { Connection } from '../core/connection.js';
+import { CommandError } from '../core/errors.js';
+import { LineServer } from '../core/line-server.js';
+import { LockTable } from '../locks/lock-table.js';
 import type { OpenSession, SessionMode } from './open-session.js';
-import { restOfLine } from './request.js';
+import { restOfLine } from '../protocol/request.js';
 import { parseSessionPayload, toJson, toPhpSerialized } from './session-data-codec.js';
-import { isValidSessionId, newSessionId } from './session-id.js';
+import { isValidSessionId, newSessionId } from '../protocol/session-id.js';
 import { Sessions } from './sessions.js';
-import type { SessionStore } from './storage/contract.js';
-import { createStore } from './storage/index.js';
+import type { SessionStore } from '../storage/contract.js';
+import { createStore } from '../storage/index.js';
 
 const MODES: Record<string, SessionMode> = { '': 'rw', r: 'r', w: 'w', rw: 'rw' };
 const WHOLE_NUMBER = /^\d{1,10}$/;

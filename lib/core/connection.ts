@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { LineServer } from './line-server.js';
-import type { OpenSession } from './open-session.js';
+import type { OpenSession } from '../session/open-session.js';
 
 const LF = 10;
 // Replies are batched into one write per read; past this size they go out at once, so a

@@ -2,8 +2,8 @@ import { appendFile, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface, type Interface } from 'node:readline';
-import { SessionConnectionError, SessionLostError, SessionServerError } from './client/errors.js';
-import { SessionClient } from './client/session-client.js';
+import { SessionConnectionError, SessionLostError, SessionServerError } from '../client/errors.js';
+import { SessionClient } from '../client/session-client.js';
 
 /** `sessionserver client`: a prompt like redis-cli's, a one-shot request, or requests from stdin. */
 export interface ClientCommandOptions {

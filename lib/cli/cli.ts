@@ -1,12 +1,12 @@
 import yargs, { type Argv } from 'yargs';
-import { runClient } from './cli-client.js';
-import { DEFAULTS, validateConfig, type SessionServerConfig } from './config.js';
+import { runClient } from './client-repl.js';
+import { DEFAULTS, validateConfig, type SessionServerConfig } from '../session/config.js';
 import { loadConfigFile } from './config-file.js';
-import { DEFAULT_LIMITS } from './line-server.js';
-import { packageInfo } from './package-info.js';
-import { hashPassword } from './password.js';
-import { SessionServer } from './session-server.js';
-import { STORAGE_NAMES } from './storage/index.js';
+import { DEFAULT_LIMITS } from '../core/line-server.js';
+import { packageInfo } from '../core/package-info.js';
+import { hashPassword } from '../auth/password.js';
+import { SessionServer } from '../session/session-server.js';
+import { STORAGE_NAMES } from '../storage/index.js';
 
 /** Flags of `serve`; each is also `SESSIONSERVER_<NAME>` in the environment and a config field. */
 function serveOptions(args: Argv) {

@@ -1,6 +1,6 @@
-import { CommandError } from './errors.js';
-import type { SessionLock } from './lock-table.js';
-import type { SessionData } from './storage/contract.js';
+import { CommandError } from '../core/errors.js';
+import type { SessionLock } from '../locks/lock-table.js';
+import type { SessionData } from '../storage/contract.js';
 
 export type SessionMode = 'r' | 'w' | 'rw';
 

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { basename, extname, join, resolve } from 'node:path';
 import { makeEntry, type CommandEntry, type CommandHandler, type SessionNeed } from './command.js';
-import { importFresh } from './config-file.js';
+import { importFresh } from '../cli/config-file.js';
 import { ConfigError } from './errors.js';
 import type { LineServer } from './line-server.js';
 

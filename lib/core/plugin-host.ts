@@ -2,7 +2,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { tsImport } from 'tsx/esm/api';
 import type { CommandEntry } from './command.js';
-import { importFresh, unwrapInterop } from './config-file.js';
+import { importFresh, unwrapInterop } from '../cli/config-file.js';
 import { ConfigError } from './errors.js';
 import type { LineServer } from './line-server.js';
 
@@ -24,7 +24,7 @@ export function definePlugin<Options = undefined, Server extends LineServer = an
 
 /** Plugins shipped in this package's plugins/ folder, usable by bare name. */
 export const SHIPPED_PLUGINS = ['auth', 'logging', 'hot-reload'];
-const SHIPPED_FOLDER = fileURLToPath(new URL('../plugins/', import.meta.url));
+const SHIPPED_FOLDER = fileURLToPath(new URL('../../plugins/', import.meta.url));
 
 interface TapRecord {
   hook: { taps: unknown[] };

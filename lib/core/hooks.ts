@@ -2,8 +2,8 @@ import type { AddressInfo } from 'node:net';
 import { AsyncSeriesBailHook, AsyncSeriesHook, SyncBailHook, SyncHook } from 'tapable';
 import type { CommandEntry } from './command.js';
 import type { Connection } from './connection.js';
-import type { OpenSession } from './open-session.js';
-import type { Request } from './request.js';
+import type { OpenSession } from '../session/open-session.js';
+import type { Request } from '../protocol/request.js';
 
 export interface CommandOutcome {
   readonly command: string;

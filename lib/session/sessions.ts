@@ -1,9 +1,9 @@
-import type { Connection } from './connection.js';
-import { CommandError } from './errors.js';
-import type { ServerHooks } from './hooks.js';
-import type { LockManager, SessionLock } from './lock-table.js';
+import type { Connection } from '../core/connection.js';
+import { CommandError } from '../core/errors.js';
+import type { ServerHooks } from '../core/hooks.js';
+import type { LockManager, SessionLock } from '../locks/lock-table.js';
 import { OpenSession, type SessionMode } from './open-session.js';
-import type { SessionStore } from './storage/contract.js';
+import type { SessionStore } from '../storage/contract.js';
 
 /**
  * Opens, writes and releases sessions for connections: the one place that pairs writer

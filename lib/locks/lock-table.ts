@@ -1,4 +1,4 @@
-import { LockTimeoutError, LockWaitAbortedError } from './errors.js';
+import { LockTimeoutError, LockWaitAbortedError } from '../core/errors.js';
 
 /** A held writer lock on one session; release it exactly once. */
 export interface SessionLock {
