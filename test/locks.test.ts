@@ -1,10 +1,9 @@
 import test from 'ava';
 import { startServer } from './support/server.js';
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+import { until, writersQueued } from './support/wait.js';
 
 test('readers share a session and never wait for a writer; they see the last committed state', async (t) => {
-  const { connect } = await startServer(t);
+  const { connect, server } = await startServer(t);
   const writer = await connect();
   const reader1 = await connect();
   const reader2 = await connect();
@@ -13,8 +12,9 @@ test('readers share a session and never wait for a writer; they see the last com
   await writer.request('commit');
   t.is(await writer.request('open shared rw'), 'ok');
   await writer.request('put v 2');
-  t.is(await reader1.request('open shared r', 500), 'ok', 'no wait for the writer');
-  t.is(await reader2.request('open shared r', 500), 'ok');
+  t.is(await reader1.request('open shared r'), 'ok', 'no wait for the writer');
+  t.is(await reader2.request('open shared r'), 'ok');
+  t.is(server.sessions.locks.waits, 0, 'readers never queued for the lock');
   t.is(await reader1.request('get v'), 'ok 1', 'uncommitted change is invisible');
   await writer.request('close');
   t.is(await reader2.request('open shared r'), 'ok');
@@ -22,16 +22,18 @@ test('readers share a session and never wait for a writer; they see the last com
 });
 
 test('a second writer waits until the first closes, then sees its changes', async (t) => {
-  const { connect } = await startServer(t);
+  const { connect, server } = await startServer(t);
   const a = await connect();
   const b = await connect();
   await a.request('open s rw');
   await a.request('put owner a');
   b.send('open s w');
-  await sleep(150);
+  await writersQueued(server.sessions.locks, 1);
   t.is(await a.request('put late yes'), 'ok', 'holder keeps working while b waits');
+  t.is(b.unread, 0, 'b is not answered while a holds the session');
   t.is(await a.request('close'), 'ok');
   t.is(await b.read(), 'ok');
+  // `late` reached the store only with a's close: b got in after it.
   t.is(await b.request('get late'), 'ok yes');
 });
 
@@ -40,25 +42,24 @@ test('a writer that waits longer than the lock timeout gets err Session is locke
   const a = await connect();
   const b = await connect();
   await a.request('open s rw');
-  const started = Date.now();
   t.is(await b.request('open s rw'), 'err Session is locked');
-  const waited = Date.now() - started;
-  t.true(waited >= 190 && waited < 1500, `waited ${waited} ms`);
-  t.is(await b.request('get x'), 'err No session opened.');
+  // The err came from the wait's timer: b was queued, and its wait ended by timing out.
+  t.is(server.sessions.locks.waits, 1);
   t.is(server.sessions.locks.timeouts, 1);
+  t.is(await b.request('get x'), 'err No session opened.');
   t.is(await a.request('put still mine'), 'ok');
 });
 
 test('waiting writers are served in arrival order', async (t) => {
-  const { connect } = await startServer(t);
+  const { connect, server } = await startServer(t);
   const holder = await connect();
   await holder.request('open q rw');
   await holder.request('put order start');
   const waiters = await Promise.all([1, 2, 3].map(() => connect()));
+  // Each one is seen queued before the next asks: the arrival order is known, not hoped for.
   for (const [i, w] of waiters.entries()) {
     w.send('open q rw');
-    await sleep(30);
-    void i;
+    await writersQueued(server.sessions.locks, i + 1);
   }
   await holder.request('close');
   for (const [i, w] of waiters.entries()) {
@@ -70,30 +71,33 @@ test('waiting writers are served in arrival order', async (t) => {
 });
 
 test('a client that vanishes mid-session: its pending changes are written and its lock freed', async (t) => {
-  const { connect } = await startServer(t);
+  const { connect, server } = await startServer(t);
   const a = await connect();
   const b = await connect();
   await a.request('open gone rw');
   await a.request('put last words');
   b.send('open gone rw');
-  await sleep(50);
+  await writersQueued(server.sessions.locks, 1);
+  t.is(b.unread, 0);
   a.close();
-  t.is(await b.read(2000), 'ok');
+  t.is(await b.read(), 'ok');
   t.is(await b.request('get last'), 'ok words');
 });
 
 test('a client that vanishes while waiting for a lock leaves no lock behind', async (t) => {
-  const { connect } = await startServer(t);
+  const { connect, server } = await startServer(t);
   const holder = await connect();
   const quitter = await connect();
   const next = await connect();
   await holder.request('open s rw');
   quitter.send('open s rw');
-  await sleep(50);
+  await writersQueued(server.sessions.locks, 1);
   quitter.close();
-  await sleep(50);
+  await until(() => server.connections.size === 2, 'the server saw the quitter go');
   await holder.request('close');
-  t.is(await next.request('open s rw', 1000), 'ok');
+  t.is(await next.request('open s rw'), 'ok');
+  t.is(server.sessions.locks.waits, 1, 'next got the lock without queuing: nobody held it');
+  t.is(server.sessions.locks.timeouts, 0);
 });
 
 test('locks are released on close, commit, destroy, regenerate_id and on opening another session', async (t) => {

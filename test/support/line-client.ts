@@ -38,7 +38,7 @@ export class LineClient {
   }
 
   /** The next reply line, or null once the server closed the connection. */
-  read(timeoutMs = 5000): Promise<string | null> {
+  read(timeoutMs = 10_000): Promise<string | null> {
     if (this.lines.length) return Promise.resolve(this.lines.shift()!);
     if (this.closed) return Promise.resolve(null);
     return new Promise((resolve, reject) => {
@@ -73,11 +73,21 @@ export class LineClient {
     return replies;
   }
 
-  /** Resolves when the server has closed the connection. */
-  async closedByServer(timeoutMs = 5000): Promise<boolean> {
-    const deadline = Date.now() + timeoutMs;
-    while (!this.closed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-    return this.closed;
+  /** Reply lines that arrived and were not read yet: 0 proves the server has not answered. */
+  get unread(): number {
+    return this.lines.filter((line) => line !== null).length;
+  }
+
+  /** Resolves true once the server has closed the connection (false if it did not within `timeoutMs`). */
+  async closedByServer(timeoutMs = 10_000): Promise<boolean> {
+    if (this.closed) return true;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(this.closed), timeoutMs);
+      this.socket.once('close', () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
   }
 
   close(): void {

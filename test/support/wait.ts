@@ -1,0 +1,49 @@
+import { setTimeout as delay } from 'node:timers/promises';
+import type { LockManager } from '../../lib/index.js';
+import type { LineClient } from './line-client.js';
+
+/**
+ * Resolves once `check` holds. For state that has no event to await (a counter, a row, a
+ * file): it looks again every few milliseconds. `timeoutMs` only turns "never" into a clear
+ * failure naming `what`; how soon the state came is never asserted.
+ */
+export async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!(await check())) {
+    if (performance.now() > deadline) throw new Error(`gave up after ${timeoutMs} ms waiting for: ${what}`);
+    await delay(5);
+  }
+}
+
+/** Resolves once `locks` has queued `count` writers in all (its `waits` counter, `lock_waits` in stats). */
+export function writersQueued(locks: Pick<LockManager, 'waits'>, count: number): Promise<void> {
+  return until(() => locks.waits >= count, `${count} writer(s) queued for a lock (waits is ${locks.waits})`);
+}
+
+/** The server's `stats` counters, asked over the protocol (for servers in another process). */
+export async function stats(client: LineClient): Promise<Record<string, string>> {
+  const reply = await client.request('stats');
+  if (!reply?.startsWith('ok ')) throw new Error(`stats: ${reply}`);
+  return Object.fromEntries(reply.slice(3).split(' ').map((pair) => pair.split('=') as [string, string]));
+}
+
+/** Resolves once the server `client` talks to reports `lock_waits` of at least `count`. */
+export function lockWaitsReported(client: LineClient, count: number): Promise<void> {
+  return until(async () => Number((await stats(client)).lock_waits) >= count, `stats lock_waits=${count}`);
+}
+
+/** Tracks whether a promise has settled, to assert that a waiter is still waiting. */
+export function track<T>(promise: Promise<T>): { promise: Promise<T>; readonly settled: boolean } {
+  let settled = false;
+  const tracked = promise.finally(() => {
+    settled = true;
+  });
+  // The test awaits `promise`; a rejection is reported there, not as unhandled.
+  tracked.catch(() => {});
+  return {
+    promise: tracked,
+    get settled() {
+      return settled;
+    },
+  };
+}
