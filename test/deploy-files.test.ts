@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { BIN, freePort, REPO_ROOT, startCli } from './support/cli-process.js';
 import { LineClient } from './support/line-client.js';
+import { serveFlags } from './support/serve-flags.js';
 
 // examples/deploy/: no Docker engine and no systemd here, so nothing is built or installed.
 // Instead the files are read as Docker and systemd read them, every flag they pass is checked
@@ -91,19 +92,6 @@ function withFlags(args: readonly string[], replacements: Record<string, string 
     if (args[i + 1] !== undefined && !args[i + 1]!.startsWith('--')) i++;
   }
   return out;
-}
-
-let serveHelp: Promise<Set<string>> | undefined;
-
-/** The flags `sessionserver serve --help` lists: the real CLI, not a copy of its table. */
-function serveFlags(): Promise<Set<string>> {
-  serveHelp ??= new Promise((resolveFlags, reject) => {
-    execFile(process.execPath, [BIN, 'serve', '--help'], (error, stdout) => {
-      if (error) return reject(error);
-      resolveFlags(new Set([...stdout.matchAll(/^\s+(?:-\w, )?(--[a-z0-9-]+)/gm)].map((match) => match[1]!)));
-    });
-  });
-  return serveHelp;
 }
 
 async function dockerfile() {
