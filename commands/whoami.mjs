@@ -2,7 +2,7 @@
 // A plain function export: the command is named after the file. The session id is not shown:
 // it is the client's secret and the client already knows it.
 
-/** @param {import('sessionserver').Connection} ctx */
+/** @param {import('sessionserver').SessionConnection} ctx */
 export default function whoami(ctx) {
   const session = ctx.session;
   return [

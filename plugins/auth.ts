@@ -8,10 +8,14 @@
  * and never logged; failed attempts slow down, then close the connection.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { CommandEntry, Connection, LineServer, Request } from '../lib/index.js';
-import { CommandError } from '../lib/core/errors.js';
-import { definePlugin } from '../lib/core/plugin-host.js';
+import { authenticateHook } from '../lib/auth/hooks.js';
 import { hashPassword, isPasswordHash, verifyPassword } from '../lib/auth/password.js';
+import { accessOf, type CommandEntry } from '../lib/core/command.js';
+import type { Connection } from '../lib/core/connection.js';
+import { CommandError } from '../lib/core/errors.js';
+import type { LineServer } from '../lib/core/line-server.js';
+import { definePlugin } from '../lib/core/plugin-host.js';
+import type { Request } from '../lib/protocol/request.js';
 
 interface Grants {
   /** Commands this principal may run (besides the public ones); all when omitted. */
@@ -36,8 +40,6 @@ interface Principal {
 }
 
 const PUBLIC_COMMANDS = new Set(['auth', 'hello', 'ping', 'quit', 'help']);
-/** Commands that change data without needing a writable session. */
-const WRITING_COMMANDS = new Set(['new', 'gc', 'destroy', 'regenerate_id', 'put_all', 'put', 'remove']);
 const MAX_DELAY_MS = 5000;
 
 const digest = (text: string) => createHash('sha256').update(text).digest();
@@ -48,7 +50,7 @@ function grantsOf(user: string, grants: Grants): Principal {
 
 export default definePlugin<AuthOptions, LineServer>({
   name: 'auth',
-  apply(server, options = {}) {
+  apply(server, options = {}, plugin) {
     const tokens = (options.tokens ?? []).map((entry) => (typeof entry === 'string' ? { token: entry } : entry));
     const users = options.users ?? {};
     if (tokens.length === 0 && Object.keys(users).length === 0) throw new Error('auth plugin: configure at least one token or user');
@@ -64,7 +66,8 @@ export default definePlugin<AuthOptions, LineServer>({
     // Unknown users cost a full scrypt too, so timing does not tell which names exist.
     const decoyHash = hashPassword('decoy password');
 
-    server.hooks.authenticate.tapPromise('auth', async (_ctx, first, rest) => {
+    const authenticate = authenticateHook(server);
+    plugin.tapPromise(authenticate, async (_ctx, first, rest) => {
       if (rest === '') {
         const given = digest(first);
         let match: Principal | undefined;
@@ -77,14 +80,15 @@ export default definePlugin<AuthOptions, LineServer>({
       return ok && user ? `user:${first}` : undefined;
     });
 
-    server.addCommand(
+    plugin.addCommand(
       {
         name: 'auth',
+        access: 'read',
         usage: 'auth <token> | auth <user> <password>',
         summary: 'authenticate this connection',
         failure: 'Authentication failed',
         async run(ctx, first, rest) {
-          const result = first === '' ? undefined : await server.hooks.authenticate.promise(ctx, first, rest);
+          const result = first === '' ? undefined : await authenticate.promise(ctx, first, rest);
           const principal = result === undefined ? undefined : principalOf(result);
           if (principal) {
             authenticated.set(ctx, principal);
@@ -103,7 +107,6 @@ export default definePlugin<AuthOptions, LineServer>({
           throw new CommandError('Authentication failed');
         },
       },
-      'plugin:auth',
     );
 
     function principalOf(result: string): Principal | undefined {
@@ -113,18 +116,13 @@ export default definePlugin<AuthOptions, LineServer>({
       return { user: result, commands: null, readOnly: false };
     }
 
-    server.hooks.beforeCommand.tap('auth', (ctx: Connection, entry: CommandEntry, request: Request) => {
+    plugin.tap(server.hooks.beforeCommand, (ctx: Connection, entry: CommandEntry, request: Request) => {
       if (PUBLIC_COMMANDS.has(entry.name)) return undefined;
       const principal = authenticated.get(ctx);
       if (!principal) return 'Authentication required';
       if (principal.commands && !principal.commands.has(entry.name)) return 'Command not allowed';
-      if (principal.readOnly && writes(entry, request)) return 'Read-only user';
+      if (principal.readOnly && accessOf(entry, request.arg1, request.arg2) === 'write') return 'Read-only user';
       return undefined;
     });
   },
 });
-
-function writes(entry: CommandEntry, request: Request): boolean {
-  if (entry.session === 'write' || WRITING_COMMANDS.has(entry.name)) return true;
-  return entry.name === 'open' && request.arg2.toLowerCase() !== 'r';
-}

@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import test from 'ava';
-import { SessionServer, type Plugin } from '../lib/index.js';
+import { SessionServer, type Plugin, type SessionConnection } from '../lib/index.js';
 import { startServer, tempDir } from './support/server.js';
 
 test('each hook fires with the right arguments', async (t) => {
@@ -18,7 +18,7 @@ test('each hook fires with the right arguments', async (t) => {
       h.sessionCommit.tap('recorder', (ctx, session) => void events.push(['sessionCommit', ctx.id, session.mode]));
       h.sessionClose.tap('recorder', (ctx, session) => void events.push(['sessionClose', ctx.id, session.mode]));
       h.sessionDestroy.tap('recorder', (ctx, session) => void events.push(['sessionDestroy', ctx.id, session.mode]));
-      h.disconnect.tap('recorder', (ctx) => void events.push(['disconnect', ctx.id, ctx.session]));
+      h.disconnect.tap('recorder', (ctx) => void events.push(['disconnect', ctx.id, (ctx as SessionConnection).session]));
       h.error.tap('recorder', (error, ctx) => void events.push(['error', error.message, ctx?.id ?? null]));
       h.shutdown.tap('recorder', () => void events.push(['shutdown']));
     },

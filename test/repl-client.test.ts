@@ -113,7 +113,7 @@ test('the prompt shows host:port and the open session, prints replies plainly, k
 
 test('the sessionserver CLI wires `client`: stdin, one-shot, and `--` before a request', async (t) => {
   const { port } = await startServer(t);
-  const cli = fileURLToPath(new URL('../lib/cli.ts', import.meta.url));
+  const cli = fileURLToPath(new URL('../lib/cli/cli.ts', import.meta.url));
   const run = (args: string[], stdin = '') =>
     new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
       const child = execFile(

@@ -1,24 +1,24 @@
 import test from 'ava';
-import { command, CommandError, SessionServer, type Connection, type SessionServerConfig } from '../lib/index.js';
+import { command, CommandError, SessionServer, type SessionConnection, type SessionServerConfig } from '../lib/index.js';
 import { startServer } from './support/server.js';
 
 class GreetingServer extends SessionServer {
   greeted = 0;
 
   @command({ usage: 'greet <name>', summary: 'say hello' })
-  cmd_greet(_ctx: Connection, name: string): string {
+  cmd_greet(_ctx: SessionConnection, name: string): string {
     if (name === '') throw new CommandError('Name required');
     this.greeted++;
     return `hello ${name}`;
   }
 
   @command({ usage: 'peek <key>', session: 'read', failure: 'Could not peek' })
-  cmd_peek(ctx: Connection, key: string): string {
-    return ctx.session!.get(key) ?? '(none)';
+  cmd_peek(ctx: SessionConnection, key: string): string {
+    return ctx.openSession.get(key) ?? '(none)';
   }
 
   // Overrides a built-in and calls it; without its own @command it keeps get's spec.
-  override cmd_get(ctx: Connection, key: string): string {
+  override cmd_get(ctx: SessionConnection, key: string): string {
     return super.cmd_get(ctx, key).toUpperCase();
   }
 

@@ -1,27 +1,25 @@
 import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { basename, extname, join, resolve } from 'node:path';
-import { makeEntry, type CommandEntry, type CommandHandler, type SessionNeed } from './command.js';
-import { importFresh } from '../cli/config-file.js';
+import { makeEntry, type CommandEntry, type CommandHandler, type CommandSpec } from './command.js';
+import { importFresh } from './module-loader.js';
 import { ConfigError } from './errors.js';
 import type { LineServer } from './line-server.js';
 
 export const COMMAND_FILE_EXTENSIONS = new Set(['.ts', '.mts', '.js', '.mjs']);
 const COMMAND_NAME = /^[a-z][a-z0-9_]{0,63}$/;
-const SESSION_NEEDS = new Set<SessionNeed>(['none', 'read', 'write']);
 
-/** The object form a command file may default-export. */
-export interface CommandDefinition {
+/** The object form a command file may default-export: a name, a handler, and the spec fields. */
+export type CommandDefinition<Spec extends CommandSpec = CommandSpec> = Spec & {
   name: string;
-  usage?: string;
-  summary?: string;
-  session?: SessionNeed;
-  failure?: string;
   run: CommandHandler;
-}
+};
 
-/** Typed identity for command files: `export default defineCommand({ name, session, run })`. */
-export function defineCommand(definition: CommandDefinition): CommandDefinition {
+/**
+ * Typed identity for command files: `export default defineCommand({ name, access, run })`.
+ * A session server's files use `defineSessionCommand` (spec field `session`, typed context).
+ */
+export function defineCommand<Spec extends CommandSpec = CommandSpec>(definition: CommandDefinition<Spec>): CommandDefinition<Spec> {
   return definition;
 }
 
@@ -63,7 +61,7 @@ export class CommandFiles {
     let entry: CommandEntry;
     try {
       const module = await importFresh(file);
-      entry = toEntry(module.default, file);
+      entry = toEntry(module.default, file, (spec) => this.server.validateCommandSpec(spec));
       const owner = this.ownerOf(entry.name);
       if (owner !== undefined && owner !== file) {
         throw new ConfigError(`${file}: command "${entry.name}" is already defined by ${owner}`);
@@ -100,7 +98,7 @@ export class CommandFiles {
   }
 }
 
-function toEntry(exported: unknown, file: string): CommandEntry {
+function toEntry(exported: unknown, file: string, validateSpec: (spec: Record<string, unknown>) => void): CommandEntry {
   const stem = basename(file, extname(file)).toLowerCase();
   if (typeof exported === 'function') {
     assertName(stem, file);
@@ -113,13 +111,19 @@ function toEntry(exported: unknown, file: string): CommandEntry {
   const name = typeof definition.name === 'string' ? definition.name.toLowerCase() : stem;
   assertName(name, file);
   if (typeof definition.run !== 'function') throw new ConfigError(`${file}: "run" must be a function`);
-  if (definition.session !== undefined && !SESSION_NEEDS.has(definition.session)) {
-    throw new ConfigError(`${file}: "session" must be 'none', 'read' or 'write'`);
-  }
   for (const field of ['usage', 'summary', 'failure'] as const) {
     if (definition[field] !== undefined && typeof definition[field] !== 'string') throw new ConfigError(`${file}: "${field}" must be a string`);
   }
-  return makeEntry(name, definition.run, definition, file);
+  const { run, name: _name, ...spec } = definition as CommandDefinition;
+  if (spec.access !== undefined && spec.access !== 'read' && spec.access !== 'write' && typeof spec.access !== 'function') {
+    throw new ConfigError(`${file}: "access" must be 'read', 'write' or a function`);
+  }
+  try {
+    validateSpec(spec as Record<string, unknown>);
+  } catch (error) {
+    throw new ConfigError(`${file}: ${(error as Error).message}`);
+  }
+  return makeEntry(name, run, spec, file);
 }
 
 function assertName(name: string, file: string): void {

@@ -1,37 +1,45 @@
 import type { Connection } from './connection.js';
 
-/** What a command needs before it may run; the dispatcher checks it, handlers never do. */
-export type SessionNeed = 'none' | 'read' | 'write';
-
 /** A handler's outcome: a string becomes `ok <payload>`, nothing becomes `ok`. */
 export type CommandResult = string | void | undefined;
 
-export type CommandHandler = (
-  ctx: Connection,
-  arg1: string,
-  arg2: string,
-) => CommandResult | Promise<CommandResult>;
+export type CommandHandler<C extends Connection = any> = (ctx: C, arg1: string, arg2: string) => CommandResult | Promise<CommandResult>;
+
+/** Whether a command only reads state or changes it (data, lifetimes, anything). */
+export type CommandAccess = 'read' | 'write';
 
 export interface CommandSpec {
   /** One-line usage for `help`, e.g. `get <key>`. Defaults to the command name. */
   usage?: string;
   /** What the command does, a few words for `help <command>`. */
   summary?: string;
-  /** `read`: needs an open session; `write`: needs one opened `w`/`rw`. Default `none`. */
-  session?: SessionNeed;
-  /** The reply text when the command fails for a reason the client did not name (wrong mode, I/O). */
+  /** The reply text when the command fails for a reason the client did not name (I/O, a bug). */
   failure?: string;
+  /**
+   * `read` when the command changes nothing, `write` otherwise; a function decides per
+   * request (`open <sid> r` reads, `open <sid> rw` writes). Undeclared counts as `write`:
+   * read-only principals (auth plugin) may run only what is declared `read`.
+   */
+  access?: CommandAccess | ((arg1: string, arg2: string) => CommandAccess);
 }
 
-export interface CommandEntry {
+export interface CommandEntry<Spec extends CommandSpec = CommandSpec> {
   readonly name: string;
   readonly usage: string;
   readonly summary: string;
-  readonly session: SessionNeed;
   readonly failure: string;
+  /** Everything declared with the command, including fields a subclass defines (SessionServer: `session`). */
+  readonly spec: Spec;
   readonly run: CommandHandler;
   /** Where it came from, for collision reports: `SessionServer`, a subclass name, a file path. */
   readonly source: string;
+}
+
+/** What `entry` does with these arguments; undeclared means `write`. */
+export function accessOf(entry: CommandEntry, arg1: string, arg2: string): CommandAccess {
+  const access = entry.spec.access;
+  if (access === undefined) return 'write';
+  return typeof access === 'function' ? access(arg1, arg2) : access;
 }
 
 const COMMAND_SPEC = Symbol.for('sessionserver.commandSpec');
@@ -40,9 +48,10 @@ export const COMMAND_METHOD_PREFIX = 'cmd_';
 /**
  * Declares a `cmd_<word>` method's needs next to it. Works as a standard (TC39) decorator,
  * as a legacy TypeScript decorator, and called by hand in plain JavaScript:
- * `command({ session: 'read' })(MyServer.prototype.cmd_peek)`.
+ * `command({ access: 'read' })(MyServer.prototype.cmd_peek)`. A subclass with spec fields
+ * of its own types them: `command<SessionCommandSpec>({ session: 'read' })`.
  */
-export function command(spec: CommandSpec) {
+export function command<Spec extends CommandSpec = CommandSpec>(spec: Spec) {
   return function decorate(value: any, _context?: unknown, descriptor?: PropertyDescriptor): any {
     const method = descriptor ? descriptor.value : value;
     if (typeof method !== 'function') throw new TypeError('@command() decorates methods');
@@ -64,14 +73,14 @@ function inheritedSpec(proto: object, key: string): CommandSpec {
   return {};
 }
 
-export function makeEntry(name: string, run: CommandHandler, spec: CommandSpec, source: string): CommandEntry {
+export function makeEntry<Spec extends CommandSpec>(name: string, run: CommandHandler, spec: Spec, source: string): CommandEntry<Spec> {
   return {
     name,
     run,
     source,
+    spec,
     usage: spec.usage ?? name,
     summary: spec.summary ?? '',
-    session: spec.session ?? 'none',
     failure: spec.failure ?? `Could not run ${name}`,
   };
 }

@@ -1,6 +1,5 @@
 import type { Socket } from 'node:net';
 import type { LineServer } from './line-server.js';
-import type { OpenSession } from '../session/open-session.js';
 
 const LF = 10;
 // Replies are batched into one write per read; past this size they go out at once, so a
@@ -19,12 +18,10 @@ export class Connection {
   readonly server: LineServer;
   readonly socket: Socket;
   readonly remoteAddress: string;
-  /** The session this connection holds open, if any. */
-  session: OpenSession | null = null;
   /** The authenticated user, set by an auth plugin; null when none is required or given. */
   user: string | null = null;
-  /** Free for plugins and commands to keep per-connection state in. */
-  state: Record<string, unknown> | null = null;
+  /** Free for plugins and commands to keep per-connection state in (a subclass of the server keeps its own typed fields). */
+  state: Record<string, any> | null = null;
   /** The client is gone (or being dropped); no further lines run. */
   closed = false;
   linesReceived = 0;
@@ -74,7 +71,7 @@ export class Connection {
     this.queueHead = 0;
   }
 
-  /** Stop reading and abort waits; the server then releases the session. */
+  /** Stop reading and abort waits; the server then releases what the connection held. */
   markClosed(): void {
     if (this.closed) return;
     this.closed = true;

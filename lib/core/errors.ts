@@ -1,14 +1,24 @@
+import { REPLY_TEXTS, replyText, type ReplyCode } from '../protocol/replies.js';
+
 const COMMAND_ERROR = Symbol.for('sessionserver.CommandError');
 
 /**
  * Errors a client can cause. The dispatcher turns a CommandError into `err <message>`;
  * any other exception is logged and answered with the command's generic failure text.
+ * `code` is stable (see protocol/replies.ts); the message is what the client reads.
  */
 export class CommandError extends Error {
   override readonly name: string = 'CommandError';
   readonly [COMMAND_ERROR] = true;
-  constructor(message: string) {
+  readonly code: ReplyCode;
+  constructor(message: string, code: ReplyCode = 'E_BAD_REQUEST') {
     super(message);
+    this.code = code;
+  }
+
+  /** The error for a table code: `CommandError.of('E_NO_KEY')`. */
+  static of(code: keyof typeof REPLY_TEXTS, values?: Record<string, string | number>): CommandError {
+    return new CommandError(replyText(code, values), code);
   }
 }
 
@@ -18,22 +28,6 @@ export class CommandError extends Error {
  */
 export function isCommandError(error: unknown): error is CommandError {
   return typeof error === 'object' && error !== null && (error as Record<symbol, unknown>)[COMMAND_ERROR] === true;
-}
-
-/** A writer waited the whole lock timeout without getting the session. */
-export class LockTimeoutError extends CommandError {
-  override readonly name = 'LockTimeoutError';
-  constructor() {
-    super('Session is locked');
-  }
-}
-
-/** A lock wait ended because the waiting connection went away or the server is stopping. */
-export class LockWaitAbortedError extends CommandError {
-  override readonly name = 'LockWaitAbortedError';
-  constructor() {
-    super('Lock wait aborted');
-  }
 }
 
 /** A storage driver failed (I/O, network, corrupt record). Never shown to clients verbatim. */

@@ -1,13 +1,14 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { pino, type Logger } from 'pino';
-import { command, CommandRegistry, makeEntry, type CommandEntry } from './command.js';
+import { isHttpRequestLine, parseRequest, type Request } from '../protocol/request.js';
+import { replyText } from '../protocol/replies.js';
+import { CommandFiles, type CommandDefinition } from './command-files.js';
+import { command, CommandRegistry, makeEntry, type CommandEntry, type CommandSpec } from './command.js';
 import { Connection } from './connection.js';
 import { CommandError, isCommandError } from './errors.js';
-import { createHooks, type ServerHooks } from './hooks.js';
-import { isHttpRequestLine, parseRequest, type Request } from '../protocol/request.js';
+import { buildHooks, CORE_HOOKS, hookWithout, type AnyHook, type CoreHooks, type HookFactories } from './hooks.js';
 import { packageInfo } from './package-info.js';
-import { CommandFiles, type CommandDefinition } from './command-files.js';
 import { PluginHost, type PluginSpec } from './plugin-host.js';
 
 export interface LineServerLimits {
@@ -40,10 +41,11 @@ export const DEFAULT_LIMITS: LineServerLimits = {
 };
 
 const OK = 'ok\r\n';
+const MULTILINE_VALUE = `err ${replyText('E_MULTILINE_VALUE')}\r\n`;
 
 function okReply(payload: string | void | undefined): string {
   if (payload === undefined || payload === '') return OK;
-  if (payload.indexOf('\n') !== -1 || payload.indexOf('\r') !== -1) return 'err Value cannot be sent on one line\r\n';
+  if (payload.indexOf('\n') !== -1 || payload.indexOf('\r') !== -1) return MULTILINE_VALUE;
   return `ok ${payload}\r\n`;
 }
 
@@ -51,13 +53,20 @@ function errReply(message: string): string {
   return `err ${message.replace(/[\r\n]+/g, ' ')}\r\n`;
 }
 
+const IDLE_TIMEOUT = errReply(replyText('E_IDLE_TIMEOUT'));
+const HTTP_REFUSED = errReply(replyText('E_HTTP_REFUSED'));
+const UNKNOWN_COMMAND = errReply(replyText('E_UNKNOWN_COMMAND'));
+const TOO_MANY_UNKNOWN = errReply(replyText('E_TOO_MANY_UNKNOWN'));
+
 /**
  * The framework core: accepts TCP clients, frames lines, routes each to a `cmd_<word>`
  * method (found by reflection) and enforces limits. It knows nothing of sessions;
- * SessionServer builds the session protocol on it, exactly as a user's subclass would.
+ * SessionServer builds the session protocol on it, exactly as a user's subclass would:
+ * its own commands, spec fields, guard, hooks and per-connection state.
  */
 export class LineServer {
-  readonly hooks: ServerHooks = createHooks();
+  readonly hooks: CoreHooks;
+  private readonly hookFactories: HookFactories;
   readonly commands: CommandRegistry;
   readonly limits: LineServerLimits;
   readonly log: Logger;
@@ -75,6 +84,8 @@ export class LineServer {
   private closing: Promise<void> | null = null;
 
   constructor(options: LineServerOptions = {}) {
+    this.hookFactories = { ...this.defineHooks() };
+    this.hooks = buildHooks(this.hookFactories) as unknown as CoreHooks;
     this.limits = {
       maxLineLength: options.maxLineLength ?? DEFAULT_LIMITS.maxLineLength,
       maxConnections: options.maxConnections ?? DEFAULT_LIMITS.maxConnections,
@@ -89,15 +100,46 @@ export class LineServer {
     this.pluginSpecs = options.plugins ?? [];
   }
 
+  /** The hooks this server offers, as factories; a subclass adds its own to its parent's. */
+  protected defineHooks(): HookFactories {
+    return CORE_HOOKS;
+  }
+
+  /**
+   * Adds a hook to this server's set unless it has one by that name, and returns it: how a
+   * concern that is not the core's (authentication) offers its hook point.
+   */
+  defineHook<H extends AnyHook>(name: string, make: () => H): H {
+    const hooks = this.hooks as unknown as Record<string, AnyHook>;
+    if (!(name in hooks)) {
+      this.hookFactories[name] = make;
+      hooks[name] = make();
+    }
+    return hooks[name] as H;
+  }
+
+  /** Removes the taps whose functions are given, from every hook (plugin unload). */
+  removeTaps(fns: ReadonlySet<Function>): void {
+    if (fns.size === 0) return;
+    const hooks = this.hooks as unknown as Record<string, AnyHook>;
+    for (const [name, hook] of Object.entries(hooks)) {
+      if (hook.taps.some((tap) => fns.has(tap.fn))) hooks[name] = hookWithout(hook, this.hookFactories[name]!, fns);
+    }
+  }
+
   /**
    * Adds (or replaces) a command at run time: how plugins add theirs. The entry is the same
    * kind the registry builds from `cmd_` methods, so `help` and the guards see it too.
    */
-  addCommand(definition: CommandDefinition, source = 'plugin'): CommandEntry {
-    const entry = makeEntry(definition.name.toLowerCase(), definition.run, definition, source);
+  addCommand<Spec extends CommandSpec>(definition: CommandDefinition<Spec>, source = 'plugin'): CommandEntry<Spec> {
+    const { name, run, ...spec } = definition;
+    const entry = makeEntry(name.toLowerCase(), run, spec as unknown as Spec, source);
     this.commands.set(entry);
     return entry;
   }
+
+  /** Checks the fields a subclass adds to command specs (for command files); throws a message naming the field. */
+  validateCommandSpec(_spec: Record<string, unknown>): void {}
 
   /** Starts accepting clients. Port 0 picks a free port; read it from `address()`. */
   async listen(options: { port?: number; host?: string } = {}): Promise<AddressInfo> {
@@ -164,10 +206,10 @@ export class LineServer {
     if (this.closing || this.connections.size >= this.limits.maxConnections) {
       this.counters.connectionsRefused++;
       socket.on('error', () => {});
-      socket.end(this.closing ? 'err Server is shutting down\r\n' : 'err Too many connections\r\n');
+      socket.end(`err ${replyText(this.closing ? 'E_SHUTTING_DOWN' : 'E_TOO_MANY_CONNECTIONS')}\r\n`);
       return;
     }
-    const connection = new Connection(this, socket, this.nextConnectionId++);
+    const connection = this.createConnection(socket, this.nextConnectionId++);
     this.connections.add(connection);
     this.counters.connectionsTotal++;
     socket.on('error', (error: NodeJS.ErrnoException) => {
@@ -176,6 +218,11 @@ export class LineServer {
     });
     socket.once('close', () => void this.onSocketClosed(connection));
     if (this.hooks.connection.isUsed()) this.hooks.connection.call(connection);
+  }
+
+  /** Makes the per-client object; a subclass returns its own Connection subclass with typed state. */
+  protected createConnection(socket: Socket, id: number): Connection {
+    return new Connection(this, socket, id);
   }
 
   private async onSocketClosed(connection: Connection): Promise<void> {
@@ -203,7 +250,7 @@ export class LineServer {
       const now = Date.now();
       for (const connection of this.connections) {
         if (now - connection.lastActive >= limitMs && connection.isIdle()) {
-          connection.socket.end('err Idle timeout\r\n');
+          connection.socket.end(IDLE_TIMEOUT);
           connection.socket.destroySoon();
         }
       }
@@ -229,7 +276,7 @@ export class LineServer {
     this.counters.commands++;
     if (connection.linesReceived++ === 0 && isHttpRequestLine(line)) {
       connection.end();
-      return 'err HTTP requests are not accepted on this port\r\n';
+      return HTTP_REFUSED;
     }
     const request = parseRequest(line);
     const entry = this.commands.get(request.word);
@@ -243,12 +290,11 @@ export class LineServer {
     return this.run(connection, entry, request);
   }
 
-  /** What a command needs before it runs, checked once here so handlers only do their job. */
-  protected guard(connection: Connection, entry: CommandEntry): string | undefined {
-    if (entry.session === 'none') return undefined;
-    const session = connection.session;
-    if (session === null) return 'No session opened.';
-    if (entry.session === 'write' && !session.writable) return entry.failure;
+  /**
+   * What a command needs before it runs, checked once here so handlers only do their job:
+   * a refusal text, or undefined. The core needs nothing; subclasses check their spec fields.
+   */
+  protected guard(_connection: Connection, _entry: CommandEntry): string | undefined {
     return undefined;
   }
 
@@ -300,13 +346,13 @@ export class LineServer {
     this.counters.unknownCommands++;
     if (++connection.unknownStreak >= this.limits.maxUnknownCommands) {
       connection.end();
-      return 'err Too many unknown commands\r\n';
+      return TOO_MANY_UNKNOWN;
     }
-    return 'err unknown command\r\n';
+    return UNKNOWN_COMMAND;
   }
 
   lineTooLongReply(): string {
-    return errReply(`Line too long (limit ${this.limits.maxLineLength} bytes)`);
+    return errReply(replyText('E_LINE_TOO_LONG', { limit: this.limits.maxLineLength }));
   }
 
   protected reportError(error: unknown, connection: Connection | null, commandName?: string): void {
@@ -317,25 +363,25 @@ export class LineServer {
 
   // ---- Generic commands: any line server built on this core has them. ----
 
-  @command({ usage: 'ping', summary: 'check the connection; replies pong' })
+  @command({ usage: 'ping', summary: 'check the connection; replies pong', access: 'read' })
   cmd_ping(): string {
     return 'pong';
   }
 
-  @command({ usage: 'quit', summary: 'reply ok, then close the connection' })
+  @command({ usage: 'quit', summary: 'reply ok, then close the connection', access: 'read' })
   cmd_quit(ctx: Connection): void {
     ctx.end();
   }
 
-  @command({ usage: 'help [command]', summary: 'list the commands, or show one with its usage' })
+  @command({ usage: 'help [command]', summary: 'list the commands, or show one with its usage', access: 'read' })
   cmd_help(_ctx: Connection, name: string): string {
     if (name === '') return this.commands.list().map((entry) => entry.usage).join('; ');
     const entry = this.commands.get(name.toLowerCase());
-    if (!entry) throw new CommandError('unknown command');
+    if (!entry) throw CommandError.of('E_UNKNOWN_COMMAND');
     return entry.summary ? `${entry.usage} - ${entry.summary}` : entry.usage;
   }
 
-  @command({ usage: 'hello', summary: 'server name, version, protocol level and capabilities' })
+  @command({ usage: 'hello', summary: 'server name, version, protocol level and capabilities', access: 'read' })
   cmd_hello(): string {
     return `${packageInfo.name} ${packageInfo.version} protocol=1 capabilities=${this.capabilities().join(',')}`;
   }

@@ -1,4 +1,4 @@
-import { LockTimeoutError, LockWaitAbortedError } from '../core/errors.js';
+import { WaiterQueue } from './waiter-queue.js';
 
 /** A held writer lock on one session; release it exactly once. */
 export interface SessionLock {
@@ -19,13 +19,9 @@ export interface LockManager {
   close?(): Promise<void>;
 }
 
-interface Waiter {
-  grant(lock: SessionLock): void;
-}
-
 interface LockState {
   holder: SessionLock;
-  waiters: Waiter[];
+  queue: WaiterQueue<SessionLock>;
 }
 
 /** In-process writer locks with FIFO hand-off, for drivers whose state lives in this process. */
@@ -38,40 +34,20 @@ export class LockTable implements LockManager {
     const state = this.locks.get(sessionId);
     if (!state) {
       const lock = this.createLock(sessionId);
-      this.locks.set(sessionId, { holder: lock, waiters: [] });
+      this.locks.set(sessionId, { holder: lock, queue: new WaiterQueue({ onTimeout: () => this.timeouts++ }) });
       return Promise.resolve(lock);
     }
-    if (signal?.aborted) return Promise.reject(new LockWaitAbortedError());
-    this.waits++;
-    return new Promise<SessionLock>((resolve, reject) => {
-      const leave = (error: Error) => {
-        const index = state.waiters.indexOf(waiter);
-        if (index !== -1) state.waiters.splice(index, 1);
-        signal?.removeEventListener('abort', onAbort);
-        reject(error);
-      };
-      const timer = setTimeout(() => {
-        this.timeouts++;
-        leave(new LockTimeoutError());
-      }, timeoutMs);
-      const onAbort = () => {
-        clearTimeout(timer);
-        leave(new LockWaitAbortedError());
-      };
-      const waiter: Waiter = {
-        grant(lock) {
-          clearTimeout(timer);
-          signal?.removeEventListener('abort', onAbort);
-          resolve(lock);
-        },
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      state.waiters.push(waiter);
-    });
+    if (!signal?.aborted) this.waits++;
+    return state.queue.wait(timeoutMs, signal);
   }
 
   isLocked(sessionId: string): boolean {
     return this.locks.has(sessionId);
+  }
+
+  /** Writers of this process queued for the session (observable proof that a writer waits). */
+  waitingFor(sessionId: string): number {
+    return this.locks.get(sessionId)?.queue.length ?? 0;
   }
 
   private createLock(sessionId: string): SessionLock {
@@ -90,12 +66,8 @@ export class LockTable implements LockManager {
   private handOff(sessionId: string, previous: SessionLock): void {
     const state = this.locks.get(sessionId);
     if (!state || state.holder !== previous) return;
-    const next = state.waiters.shift();
-    if (!next) {
-      this.locks.delete(sessionId);
-      return;
-    }
-    state.holder = this.createLock(sessionId);
-    next.grant(state.holder);
+    const next = this.createLock(sessionId);
+    state.holder = next;
+    if (!state.queue.grant(next)) this.locks.delete(sessionId);
   }
 }

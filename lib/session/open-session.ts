@@ -77,6 +77,13 @@ export class OpenSession {
     return this.data;
   }
 
+  /** Takes back values handed over for a save that failed: they are pending again. */
+  restore(values: SessionData): void {
+    this.data = values;
+    this.owned = false;
+    this.dirty = true;
+  }
+
   private writableData(): Map<string, string> {
     this.assertWritable();
     if (!this.owned) {
@@ -87,6 +94,6 @@ export class OpenSession {
   }
 
   private assertWritable(): void {
-    if (!this.writable) throw new CommandError('Session is open read-only');
+    if (!this.writable) throw CommandError.of('E_READ_ONLY_SESSION');
   }
 }

@@ -1,8 +1,9 @@
-import type { Connection } from '../core/connection.js';
+import { performance } from 'node:perf_hooks';
 import { CommandError } from '../core/errors.js';
-import type { ServerHooks } from '../core/hooks.js';
 import type { LockManager, SessionLock } from '../locks/lock-table.js';
+import type { SessionServerHooks } from './hooks.js';
 import { OpenSession, type SessionMode } from './open-session.js';
+import type { SessionConnection } from './session-connection.js';
 import type { SessionStore } from '../storage/contract.js';
 
 /**
@@ -19,7 +20,7 @@ export class Sessions {
     readonly store: SessionStore,
     readonly locks: LockManager,
     private readonly lockTimeoutMs: number,
-    private readonly hooks: ServerHooks,
+    private readonly hooks: SessionServerHooks,
   ) {}
 
   isHeld = (id: string): boolean => this.holders.has(id);
@@ -32,13 +33,13 @@ export class Sessions {
    * Opens `id` for the connection, first closing what it held. `r` needs an existing
    * session; `w`/`rw` wait for the writer lock and create the session when it is new.
    */
-  async open(ctx: Connection, id: string, mode: SessionMode): Promise<OpenSession> {
+  async open(ctx: SessionConnection, id: string, mode: SessionMode): Promise<OpenSession> {
     if (ctx.session) await this.close(ctx);
-    const lock = mode === 'r' ? null : await this.locks.acquire(id, this.lockTimeoutMs, ctx.abortSignal);
+    const lock = mode === 'r' ? null : await this.acquire(ctx, id);
     let session: OpenSession;
     try {
       const data = await this.store.load(id);
-      if (data === undefined && mode === 'r') throw new CommandError('Could not open session.');
+      if (data === undefined && mode === 'r') throw new CommandError('Could not open session.', 'E_COMMAND_FAILED');
       session = new OpenSession(id, mode, data, lock);
     } catch (error) {
       await lock?.release();
@@ -54,7 +55,7 @@ export class Sessions {
   }
 
   /** Writes pending changes (when writable) and releases the session. */
-  async close(ctx: Connection): Promise<void> {
+  async close(ctx: SessionConnection): Promise<void> {
     const session = ctx.session;
     if (!session) return;
     try {
@@ -68,14 +69,14 @@ export class Sessions {
   }
 
   /** Writes pending changes and keeps the session open read-only, freeing the writer lock. */
-  async commit(ctx: Connection, session: OpenSession): Promise<void> {
+  async commit(ctx: SessionConnection, session: OpenSession): Promise<void> {
     if (session.writable && session.dirty) await this.store.save(session.id, session.handOver());
     session.mode = 'r';
     await this.releaseLock(session);
     if (this.hooks.sessionCommit.isUsed()) this.hooks.sessionCommit.call(ctx, session);
   }
 
-  async destroy(ctx: Connection, session: OpenSession): Promise<void> {
+  async destroy(ctx: SessionConnection, session: OpenSession): Promise<void> {
     await this.store.destroy(session.id);
     session.handOver();
     ctx.session = null;
@@ -85,22 +86,41 @@ export class Sessions {
   }
 
   /** Moves the session's values (pending ones included) to `newId` and deletes the old id. */
-  async regenerate(ctx: Connection, session: OpenSession, newId: string): Promise<void> {
-    const newLock = await this.locks.acquire(newId, this.lockTimeoutMs, ctx.abortSignal);
+  async regenerate(ctx: SessionConnection, session: OpenSession, newId: string): Promise<void> {
+    const newLock = await this.acquire(ctx, newId);
     const oldId = session.id;
+    const values = session.handOver();
     try {
-      await this.store.save(newId, session.handOver());
+      await this.store.save(newId, values);
+      await this.store.destroy(oldId);
     } catch (error) {
+      // Either step failed: the session stays under its old id, with its lock and its
+      // pending values; the new id is given up (best effort) and its lock released.
+      session.restore(values);
+      await this.store.destroy(newId).catch(() => {});
       await newLock.release();
       throw error;
     }
-    await this.store.destroy(oldId);
     const oldLock = session.lock;
     session.id = newId;
     session.lock = newLock;
     this.unhold(oldId);
     this.hold(newId);
     await oldLock?.release();
+  }
+
+  /** Waits for the writer lock, telling `lockWait` taps how long it took. */
+  private async acquire(ctx: SessionConnection, id: string): Promise<SessionLock> {
+    if (!this.hooks.lockWait.isUsed()) return this.locks.acquire(id, this.lockTimeoutMs, ctx.abortSignal);
+    const started = performance.now();
+    try {
+      const lock = await this.locks.acquire(id, this.lockTimeoutMs, ctx.abortSignal);
+      this.hooks.lockWait.call(ctx, { waitedMs: performance.now() - started, acquired: true });
+      return lock;
+    } catch (error) {
+      this.hooks.lockWait.call(ctx, { waitedMs: performance.now() - started, acquired: false });
+      throw error;
+    }
   }
 
   private async releaseLock(session: OpenSession): Promise<void> {

@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { ConfigError, LockTimeoutError, LockWaitAbortedError } from '../core/errors.js';
+import { ConfigError } from '../core/errors.js';
+import { LockWaitAbortedError } from '../locks/errors.js';
 import type { LockManager, SessionLock } from '../locks/lock-table.js';
+import { WaiterQueue } from '../locks/waiter-queue.js';
 
 /** How long a writer lock lives without renewal unless configured (`lockLease`). */
 export const DEFAULT_LOCK_LEASE_MS = 10_000;
@@ -12,14 +14,9 @@ const RETRY_AFTER_ERROR_MS = 200;
 /** The result of one attempt: acquired, or the holder's lease ends in `retryInMs`. */
 export type LockAttempt = { acquired: true } | { acquired: false; retryInMs: number };
 
-interface Waiter {
-  grant(lock: SessionLock): void;
-  abort(): void;
-}
-
-/** This instance's writers waiting for one session, served first come, first served. */
+/** This instance's writers waiting for one session, and the state of asking the store for it. */
 interface WaitQueue {
-  waiters: Waiter[];
+  waiters: WaiterQueue<SessionLock>;
   attempting: boolean;
   /** A release was announced while an attempt was in flight: try again at once. */
   again: boolean;
@@ -102,34 +99,16 @@ export abstract class LeaseLockManager implements LockManager {
     let queue = this.queues.get(sessionId);
     const isNew = !queue;
     if (!queue) {
-      queue = { waiters: [], attempting: false, again: false, recheck: null };
+      const created: WaitQueue = {
+        waiters: new WaiterQueue<SessionLock>({ onTimeout: () => this.timeouts++, onEmpty: () => this.dropQueue(sessionId, created) }),
+        attempting: false,
+        again: false,
+        recheck: null,
+      };
+      queue = created;
       this.queues.set(sessionId, queue);
     }
-    const promise = new Promise<SessionLock>((resolve, reject) => {
-      const leave = (error: Error) => {
-        const index = queue.waiters.indexOf(waiter);
-        if (index !== -1) queue.waiters.splice(index, 1);
-        signal?.removeEventListener('abort', onAbort);
-        clearTimeout(timer);
-        if (queue.waiters.length === 0) this.dropQueue(sessionId, queue);
-        reject(error);
-      };
-      const timer = setTimeout(() => {
-        this.timeouts++;
-        leave(new LockTimeoutError());
-      }, timeoutMs);
-      const onAbort = () => leave(new LockWaitAbortedError());
-      const waiter: Waiter = {
-        grant(lock) {
-          clearTimeout(timer);
-          signal?.removeEventListener('abort', onAbort);
-          resolve(lock);
-        },
-        abort: () => leave(new LockWaitAbortedError()),
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      queue.waiters.push(waiter);
-    });
+    const promise = queue.waiters.wait(timeoutMs, signal);
     if (isNew) {
       // Listen first, then try: a release between a failed try and the subscription is not missed.
       this.watch(sessionId).then(
@@ -177,8 +156,7 @@ export abstract class LeaseLockManager implements LockManager {
         if (attempt.acquired && this.closed) await this.unlock(sessionId, token).catch(() => {});
         if (this.closed) return;
         if (attempt.acquired) {
-          const waiter = queue.waiters.shift();
-          if (waiter) waiter.grant(this.grant(sessionId, token));
+          if (queue.waiters.length > 0) queue.waiters.grant(this.grant(sessionId, token));
           // Everyone left while we were asking: give the lock straight back.
           else await this.unlock(sessionId, token).catch(() => {});
           retryInMs = this.leaseMs;
@@ -273,8 +251,8 @@ export abstract class LeaseLockManager implements LockManager {
     this.renewTimer = null;
     for (const [sessionId, queue] of this.queues) {
       if (queue.recheck) clearTimeout(queue.recheck);
-      for (const waiter of [...queue.waiters]) waiter.abort();
       this.queues.delete(sessionId);
+      queue.waiters.abortAll();
     }
     const held = [...this.held];
     this.held.clear();
