@@ -28,16 +28,16 @@ export function encodeSessionValues(values: Record<string, unknown>): Record<str
   for (const [key, value] of Object.entries(values)) {
     if (key === TYPES_KEY) throw new TypeError(`"${TYPES_KEY}" is reserved for the value types`);
     if (typeof value === 'string') {
-      stored[key] = value;
+      setOwn(stored, key, value);
     } else if (Buffer.isBuffer(value)) {
-      stored[key] = value.toString('base64');
-      types[key] = 'base64';
+      setOwn(stored, key, value.toString('base64'));
+      setOwn(types, key, 'base64');
     } else {
       const json = JSON.stringify(value);
       // undefined, functions and symbols have no JSON form: skipped, as JSON.stringify does.
       if (json === undefined) continue;
-      stored[key] = json;
-      types[key] = 'json';
+      setOwn(stored, key, json);
+      setOwn(types, key, 'json');
     }
   }
   if (Object.keys(types).length > 0) stored[TYPES_KEY] = JSON.stringify(types);
@@ -50,9 +50,17 @@ export function decodeSessionValues(stored: Record<string, string>): Record<stri
   const values: Record<string, unknown> = {};
   for (const [key, text] of Object.entries(stored)) {
     if (key === TYPES_KEY) continue;
-    values[key] = decodeValue(text, types[key]);
+    setOwn(values, key, decodeValue(text, Object.hasOwn(types, key) ? types[key] : undefined));
   }
   return values;
+}
+
+/**
+ * A key is data, whatever its name: `obj[key] = v` would set the prototype for `__proto__`,
+ * so every key becomes an own property.
+ */
+export function setOwn<T>(target: Record<string, T>, key: string, value: T): void {
+  Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
 }
 
 function decodeValue(text: string, encoding: string | undefined): unknown {
