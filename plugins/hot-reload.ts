@@ -9,11 +9,11 @@ import type { LineServer } from '../lib/index.js';
 import { isCommandFile } from '../lib/core/command-files.js';
 import { definePlugin } from '../lib/core/plugin-host.js';
 
-let watcher: FSWatcher | null = null;
-
 export default definePlugin<undefined, LineServer>({
   name: 'hot-reload',
-  async apply(server) {
+  // Applied after every other plugin, so it watches all of their files.
+  enforce: 'post',
+  async apply(server, _options, plugin) {
     const commandFolder = server.commandFiles?.folder;
     const self = resolve(new URL(import.meta.url).pathname);
     const pluginFiles = new Set(server.plugins.files().filter((file) => file !== self));
@@ -25,7 +25,7 @@ export default definePlugin<undefined, LineServer>({
       const next = (pending.get(file) ?? Promise.resolve()).then(work, work);
       pending.set(file, next);
     };
-    watcher = watch(targets, { ignoreInitial: true, depth: 0, awaitWriteFinish: { stabilityThreshold: 40, pollInterval: 10 } });
+    const watcher: FSWatcher = watch(targets, { ignoreInitial: true, depth: 0, awaitWriteFinish: { stabilityThreshold: 40, pollInterval: 10 } });
     const onFile = (action: 'add' | 'change' | 'unlink') => (path: string) => {
       const file = resolve(path);
       if (pluginFiles.has(file)) {
@@ -39,11 +39,8 @@ export default definePlugin<undefined, LineServer>({
     watcher.on('add', onFile('add')).on('change', onFile('change')).on('unlink', onFile('unlink'));
     watcher.on('error', (error) => server.log.error({ err: error }, 'file watcher error'));
     // Once listen() resolves, every save is seen.
-    await new Promise<void>((resolve) => watcher!.once('ready', () => resolve()));
-    server.log.info({ watching: targets }, 'hot reload on');
-  },
-  async dispose() {
-    await watcher?.close();
-    watcher = null;
+    plugin.onDispose(() => watcher.close());
+    await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
+    plugin.log.info({ watching: targets }, 'hot reload on');
   },
 });

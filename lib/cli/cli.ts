@@ -30,6 +30,16 @@ function serveOptions(args: Argv) {
     .option('postgres-table', { type: 'string', describe: 'postgres store: table (or schema.table)', defaultDescription: 'sessionserver_sessions' })
     .option('lock-lease', { type: 'number', describe: 'redis/postgres: ms a writer lock outlives a dead instance', defaultDescription: '10000' })
     .option('storage-timeout', { type: 'number', describe: 'ms one storage operation may take before err Storage unavailable', defaultDescription: String(DEFAULTS.storageTimeout) })
+    .option('max-session-size', { type: 'number', describe: 'bytes one session may hold', defaultDescription: String(DEFAULTS.maxSessionSize) })
+    .option('max-memory', { type: 'number', describe: 'memory store: bytes of session data in all (writes beyond get err)', defaultDescription: 'a quarter of the heap limit' })
+    .option('max-input-buffer', { type: 'number', describe: 'bytes of unfinished request lines across all connections', defaultDescription: String(DEFAULTS.maxInputBuffer) })
+    .option('tls-cert', { type: 'string', describe: 'serve TLS only: certificate chain (PEM file)' })
+    .option('tls-key', { type: 'string', describe: 'serve TLS only: private key (PEM file)' })
+    .option('tls-ca', { type: 'string', describe: 'mutual TLS: require client certificates signed by this CA (PEM file)' })
+    .option('metrics-port', { type: 'number', describe: 'serve Prometheus /metrics and /healthz on this HTTP port' })
+    .option('metrics-host', { type: 'string', describe: 'address of the metrics port', defaultDescription: DEFAULTS.metricsHost })
+    .option('log-format', { type: 'string', choices: ['json', 'pretty'], describe: 'log lines as JSON or coloured text', defaultDescription: 'pretty on a terminal, else json' })
+    .option('redis-wait-replicas', { type: 'number', describe: 'redis: replicas that must acknowledge a write before close/commit answer ok', defaultDescription: '0' })
     .option('list-session-ids', { type: 'boolean', describe: 'allow the ids command (lists every session id: trusted clients only)', defaultDescription: 'false' })
     .option('commands-dir', { type: 'string', describe: 'folder of command files', defaultDescription: './commands' })
     .option('plugin', { type: 'string', array: true, describe: 'plugin to apply (shipped: auth, logging, hot-reload; or a path / package); repeatable' })
@@ -42,6 +52,7 @@ const CLI_FIELDS = [
   'host', 'port', 'storage', 'savePath', 'fsync', 'lockTimeout', 'maxLifetime', 'gcInterval',
   'maxLineLength', 'maxConnections', 'idleTimeout', 'maxUnknownCommands', 'logLevel', 'commandsDir',
   'redisUrl', 'redisPrefix', 'postgresUrl', 'postgresTable', 'lockLease', 'storageTimeout', 'listSessionIds',
+  'maxSessionSize', 'maxMemory', 'maxInputBuffer', 'logFormat', 'redisWaitReplicas',
 ] as const;
 
 /** Config file < environment < command line; unset flags leave the file's values alone. */
@@ -51,9 +62,13 @@ export async function resolveServeConfig(argv: Record<string, unknown>): Promise
   for (const field of CLI_FIELDS) if (argv[field] !== undefined) overrides[field] = argv[field];
   const config: SessionServerConfig = { commandsDir: './commands', ...fileConfig, ...overrides };
   const plugins = [...(fileConfig.plugins ?? []), ...((argv.plugin as string[] | undefined) ?? [])];
-  // The watcher goes last so it sees every plugin file loaded before it.
-  if (argv.watch) plugins.push('hot-reload');
+  // hot-reload declares `enforce: 'post'`: it applies after every other plugin, wherever it is listed.
+  if (argv.watch && !plugins.includes('hot-reload')) plugins.push('hot-reload');
   if (plugins.length) config.plugins = plugins;
+  if (argv.tlsCert !== undefined || argv.tlsKey !== undefined || argv.tlsCa !== undefined) {
+    config.tls = { ...config.tls, cert: argv.tlsCert as string, key: argv.tlsKey as string, ...(argv.tlsCa !== undefined ? { ca: argv.tlsCa as string, requestCert: true } : {}) };
+  }
+  if (argv.metricsPort !== undefined) config.metrics = { ...config.metrics, port: argv.metricsPort as number, host: (argv.metricsHost as string | undefined) ?? config.metrics?.host };
   return validateConfig(config, 'command line / environment');
 }
 

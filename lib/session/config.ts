@@ -39,6 +39,23 @@ export interface SessionServerConfig extends LineServerOptions {
    * `err Storage unavailable` and the server keeps serving everything else. Default 1000.
    */
   storageTimeout?: number;
+  /** Bytes one session may hold (keys and values, UTF-8); a write past it gets `err Session too large (limit N bytes)`. Default 16 MiB. */
+  maxSessionSize?: number;
+  /**
+   * Memory store: bytes of session data it may hold in all; writes past it get an `err`,
+   * reads go on (like Redis maxmemory with noeviction). Default: a quarter of the V8 heap limit.
+   */
+  maxMemory?: number;
+  /** Bytes of unfinished request lines buffered across all connections; past it reading pauses. Default 256 MiB. */
+  maxInputBuffer?: number;
+  /** Serve TLS only (PEM file paths); with `ca`, clients must present a certificate it signed (mutual TLS). */
+  tls?: { cert: string; key: string; ca?: string; requestCert?: boolean };
+  /** Prometheus metrics and `/healthz` over HTTP on a separate port; none when unset. Host default 127.0.0.1. */
+  metrics?: { port: number; host?: string };
+  /** `pretty` (coloured lines) or `json`; default pretty when stdout is a terminal, else json. */
+  logFormat?: 'json' | 'pretty';
+  /** Redis store: replicas that must acknowledge a write before `close`/`commit` answer ok (Redis WAIT). Default 0. */
+  redisWaitReplicas?: number;
   /** Seconds without access after which a session is collected. Default 1440. */
   maxLifetime?: number;
   /** Seconds between expiry sweeps; 0 disables the sweep (`gc` still works). Default 60. */
@@ -64,6 +81,10 @@ export const DEFAULTS = {
   postgresTable: 'sessionserver_sessions',
   lockLease: 10_000,
   storageTimeout: 1000,
+  maxSessionSize: 16 * 1024 * 1024,
+  maxInputBuffer: 256 * 1024 * 1024,
+  metricsHost: '127.0.0.1',
+  redisWaitReplicas: 0,
 } as const;
 
 /** Typed identity for `sessionserver.config.ts`: `export default defineConfig({ … })`. */
@@ -73,7 +94,7 @@ export function defineConfig(config: SessionServerConfig): SessionServerConfig {
 
 const WHOLE_NUMBER_FIELDS = [
   'port', 'lockTimeout', 'maxLifetime', 'gcInterval', 'maxLineLength', 'maxConnections', 'idleTimeout', 'maxUnknownCommands', 'lockLease',
-  'storageTimeout',
+  'storageTimeout', 'maxSessionSize', 'maxMemory', 'maxInputBuffer', 'redisWaitReplicas',
 ] as const;
 
 /** Refuses a configuration that would start a broken server, naming the field and the source. */
