@@ -13,7 +13,9 @@ namespace SessionServer;
  * read() opens the session `rw`, so a second request of the same session waits (up to the
  * server's lock timeout) until the first one's write() or close() releases it, as with
  * PHP's own files handler. Each top-level $_SESSION key is one key on the server, typed
- * as Values describes, so Node apps read and write the same values. This needs
+ * as Values describes, so Node apps read and write the same values; a value the script
+ * did not change is written back exactly as it was stored. A session an express/fastify
+ * app shares carries that app's `cookie`: see ExpressCookie for its expiry. This needs
  * session.serialize_handler=php_serialize, which the constructor sets.
  */
 final class SessionHandler implements \SessionHandlerInterface, \SessionUpdateTimestampHandlerInterface
@@ -21,6 +23,8 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionUpdateTi
     private readonly Client $client;
     /** The session this connection holds open (rw, locked), between read() and write()/close(). */
     private ?string $held = null;
+    /** @var array<array-key, string> the held session's values as stored when read() read them */
+    private array $stored = [];
 
     /**
      * @param ?int $lifetime seconds a session lives without access (`ttl` on the server);
@@ -53,6 +57,7 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionUpdateTi
             // Reached without write(): session_abort(), or a read-only session_start(). Nothing is written.
             if ($this->held !== null) {
                 $this->held = null;
+                $this->stored = [];
                 $this->client->request('close');
             }
             return true;
@@ -71,11 +76,20 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionUpdateTi
                 throw new ServerException($opened[1]);
             }
             $this->held = $id;
+            $this->stored = [];
             if (!$values[0]) {
                 throw new ServerException($values[1]);
             }
             $stored = json_decode($values[1], true, 512, JSON_THROW_ON_ERROR);
-            return serialize(Values::decode(is_array($stored) ? $stored : []));
+            $stored = is_array($stored) ? $stored : [];
+            $decoded = Values::decode($stored);
+            if (ExpressCookie::isExpired($decoded)) {
+                // The Node app's cookie for this session has expired: it is gone, for PHP as for Node.
+                $this->expectOk($this->client->pipeline(['destroy', "open {$id} rw"]));
+                return serialize([]);
+            }
+            $this->stored = $stored;
+            return serialize($decoded);
         });
     }
 
@@ -86,9 +100,9 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionUpdateTi
             if (!is_array($values)) {
                 throw new \LogicException('session data is not php_serialize()d');
             }
-            $payload = json_encode((object) Values::encode($values), JSON_UNESCAPED_UNICODE | JSON_UNESCAPED_SLASHES | JSON_THROW_ON_ERROR);
+            $previous = $this->held === $id ? $this->stored : [];
             $lines = $this->held === $id ? [] : ["open {$id} rw"];
-            $lines[] = "put_all {$payload}";
+            $lines[] = self::putAll(Values::encode(ExpressCookie::touched($values), $previous));
             return $this->finish($lines);
         });
     }
@@ -98,6 +112,7 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionUpdateTi
         return $this->attempt('destroy', function () use ($id): bool {
             $lines = $this->held === $id ? ['destroy'] : ["open {$id} rw", 'destroy'];
             $this->held = null;
+            $this->stored = [];
             $this->expectOk($this->client->pipeline($lines));
             return true;
         });
@@ -108,26 +123,45 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionUpdateTi
         return $this->attempt('gc', fn (): int => (int) $this->client->request("gc {$max_lifetime}"));
     }
 
-    /** session.use_strict_mode: an id the server does not know is refused, and PHP makes a new one. */
+    /**
+     * session.use_strict_mode: an id the server does not know (or whose Node cookie has
+     * expired) is refused, and PHP makes a new one.
+     */
     public function validateId(string $id): bool
     {
         return $this->attempt('validateId', function () use ($id): bool {
             if ($this->held === $id) {
                 return true;
             }
-            [$opened] = $this->client->pipeline(["open {$id} r", 'close']);
-            return $opened[0];
+            [$opened, $values] = $this->client->pipeline(["open {$id} r", 'get_all json', 'close']);
+            if (!$opened[0] || !$values[0]) {
+                return false;
+            }
+            $stored = json_decode($values[1], true, 512, JSON_THROW_ON_ERROR);
+            return !ExpressCookie::isExpired(Values::decode(is_array($stored) ? $stored : []));
         });
     }
 
-    /** session.lazy_write: the data did not change, so only the access time is recorded (and the lock released). */
+    /**
+     * session.lazy_write: the data did not change, so only the access time is recorded (and
+     * the lock released); a Node app's cookie in the session is moved on, as on write().
+     */
     public function updateTimestamp(string $id, string $data): bool
     {
         return $this->attempt('updateTimestamp', function () use ($id): bool {
-            $lines = $this->held === $id ? [] : ["open {$id} r"];
-            $lines[] = 'touch';
-            return $this->finish($lines);
+            if ($this->held !== $id) {
+                return $this->finish(["open {$id} r", 'touch']);
+            }
+            $values = Values::decode($this->stored);
+            $touched = ExpressCookie::touched($values);
+            return $this->finish([$touched === $values ? 'touch' : self::putAll(Values::encode($touched, $this->stored))]);
         });
+    }
+
+    /** @param array<string, string> $stored */
+    private static function putAll(array $stored): string
+    {
+        return 'put_all ' . json_encode((object) $stored, JSON_UNESCAPED_UNICODE | JSON_UNESCAPED_SLASHES | JSON_THROW_ON_ERROR);
     }
 
     /**
@@ -143,6 +177,7 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionUpdateTi
         }
         $lines[] = 'close';
         $this->held = null;
+        $this->stored = [];
         $this->expectOk($this->client->pipeline($lines));
         return true;
     }

@@ -20,11 +20,18 @@ final class Values
     public const TYPES_KEY = ':types';
 
     /**
+     * Encodes values for the server. With `$previous` (the values as stored when the session
+     * was read), a value the app did not change is written back exactly as it was stored:
+     * PHP cannot tell a Node object `{}` from `[]`, nor `{"0":"a"}` from `["a"]`, and
+     * re-encoding what it read would change them for Node.
+     *
      * @param array<array-key, mixed> $values
+     * @param array<array-key, string> $previous
      * @return array<string, string>
      */
-    public static function encode(array $values): array
+    public static function encode(array $values, array $previous = []): array
     {
+        $previousTypes = self::types($previous);
         $stored = [];
         $types = [];
         foreach ($values as $key => $value) {
@@ -32,21 +39,18 @@ final class Values
             if ($key === self::TYPES_KEY) {
                 throw new \InvalidArgumentException('"' . self::TYPES_KEY . '" is reserved for the value types');
             }
-            if (is_string($value) && self::isUtf8($value)) {
-                $stored[$key] = $value;
-            } elseif (is_string($value)) {
-                $stored[$key] = base64_encode($value);
-                $types[$key] = 'base64';
-            } elseif (self::fitsJson($value)) {
-                $stored[$key] = json_encode($value, JSON_PRESERVE_ZERO_FRACTION | JSON_UNESCAPED_UNICODE | JSON_UNESCAPED_SLASHES | JSON_THROW_ON_ERROR);
-                $types[$key] = 'json';
+            $type = $previousTypes[$key] ?? null;
+            if (array_key_exists($key, $previous) && serialize($value) === serialize(self::decodeValue((string) $previous[$key], $type))) {
+                $stored[$key] = (string) $previous[$key];
             } else {
-                $stored[$key] = base64_encode(serialize($value));
-                $types[$key] = 'php';
+                [$stored[$key], $type] = self::encodeValue($value);
+            }
+            if ($type !== null) {
+                $types[$key] = $type;
             }
         }
         if ($types !== []) {
-            $stored[self::TYPES_KEY] = json_encode($types, JSON_UNESCAPED_UNICODE | JSON_UNESCAPED_SLASHES | JSON_THROW_ON_ERROR);
+            $stored[self::TYPES_KEY] = json_encode((object) $types, JSON_UNESCAPED_UNICODE | JSON_UNESCAPED_SLASHES | JSON_THROW_ON_ERROR);
         }
         return $stored;
     }
@@ -57,11 +61,7 @@ final class Values
      */
     public static function decode(array $stored): array
     {
-        $types = [];
-        if (isset($stored[self::TYPES_KEY])) {
-            $decoded = json_decode($stored[self::TYPES_KEY], true);
-            $types = is_array($decoded) ? $decoded : [];
-        }
+        $types = self::types($stored);
         $values = [];
         foreach ($stored as $key => $text) {
             if ((string) $key === self::TYPES_KEY) {
@@ -70,6 +70,31 @@ final class Values
             $values[$key] = self::decodeValue((string) $text, $types[(string) $key] ?? null);
         }
         return $values;
+    }
+
+    /** @return list{string, ?string} the stored text and its `:types` entry (null: a plain string) */
+    private static function encodeValue(mixed $value): array
+    {
+        if (is_string($value) && self::isUtf8($value)) {
+            return [$value, null];
+        }
+        if (is_string($value)) {
+            return [base64_encode($value), 'base64'];
+        }
+        if (self::fitsJson($value)) {
+            return [json_encode($value, JSON_PRESERVE_ZERO_FRACTION | JSON_UNESCAPED_UNICODE | JSON_UNESCAPED_SLASHES | JSON_THROW_ON_ERROR), 'json'];
+        }
+        return [base64_encode(serialize($value)), 'php'];
+    }
+
+    /**
+     * @param array<array-key, string> $stored
+     * @return array<array-key, string> the `:types` entries
+     */
+    private static function types(array $stored): array
+    {
+        $decoded = isset($stored[self::TYPES_KEY]) ? json_decode((string) $stored[self::TYPES_KEY], true) : null;
+        return is_array($decoded) ? array_filter($decoded, 'is_string') : [];
     }
 
     private static function decodeValue(string $text, mixed $type): mixed
