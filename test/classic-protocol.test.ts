@@ -1,5 +1,6 @@
 import test from 'ava';
 import { startServer } from './support/server.js';
+import { writersQueued } from './support/wait.js';
 
 const SID = /^ok [0-9a-f]{32}$/;
 
@@ -175,14 +176,16 @@ test('pipelined requests are all answered, in order', async (t) => {
 });
 
 test('pipelined lines that follow an async command wait for it', async (t) => {
-  const { connect } = await startServer(t);
+  const { connect, server } = await startServer(t);
   const holder = await connect();
   const c = await connect();
   await holder.request('open busy rw');
   await holder.request('put v held');
   // `open busy` must wait for holder; the lines after it must not run early.
   c.socket.write('open busy rw\nget v\nput v mine\nclose\n');
-  await new Promise((resolve) => setTimeout(resolve, 100));
+  await writersQueued(server.sessions.locks, 1);
+  t.is(await holder.request('ping'), 'ok pong', 'the server went on serving others meanwhile');
+  t.is(c.unread, 0, 'nothing after the waiting open was answered');
   t.is(await holder.request('close'), 'ok');
   t.deepEqual([await c.read(), await c.read(), await c.read(), await c.read()], ['ok', 'ok held', 'ok', 'ok']);
 });

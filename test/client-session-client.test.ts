@@ -92,7 +92,7 @@ test('every command is a method; values, modes and session state follow the repl
   t.regex(await c.help(), /open <sid>/);
   t.regex(await c.help('ttl'), /^ttl \[seconds\|default\] - /);
   t.is((await c.stats()).storage, 'memory');
-  t.is(typeof (await c.gc(3600)), 'number');
+  t.is(await c.gc(3600), 0, 'nothing idle for an hour');
 });
 
 test('server errors reject with SessionServerError carrying the server text; bad input is refused before sending', async (t) => {
@@ -138,11 +138,9 @@ test('requests pipeline on one socket and settle in request order', async (t) =>
 test('read timeout: no reply within timeout rejects with SessionTimeoutError and drops the connection', async (t) => {
   const { port } = await silentServer(t);
   const c = await client(t, port, { timeout: 200, reconnect: false });
-  const started = Date.now();
   const [first, second] = await Promise.allSettled([c.ping(), c.ping()]);
   t.true(first.status === 'rejected' && first.reason instanceof SessionTimeoutError);
   t.true(second.status === 'rejected' && second.reason instanceof SessionConnectionError);
-  t.true(Date.now() - started < 1500);
   t.false(c.connected);
   await t.throwsAsync(c.ping(), { instanceOf: SessionConnectionError, message: 'Not connected' });
 });
@@ -150,9 +148,7 @@ test('read timeout: no reply within timeout rejects with SessionTimeoutError and
 test('connect timeout and refused connections reject SessionClient.connect', async (t) => {
   // A TLS handshake that the silent server never answers: the connection never becomes ready.
   const { port } = await silentServer(t);
-  const started = Date.now();
   await t.throwsAsync(SessionClient.connect({ port, tls: { rejectUnauthorized: false }, connectTimeout: 200 }), { instanceOf: SessionTimeoutError });
-  t.true(Date.now() - started < 1500);
   // A port nobody listens on (any more).
   const { server } = await startServer(t);
   const freePort = server.address()!.port;
@@ -169,28 +165,38 @@ test('a client without a session reconnects with back-off, replays auth, and its
   const c = await client(t, port, { reconnect: { minDelay: 20, maxDelay: 100 } });
   await c.auth(token);
   t.is(await c.ping(), 'pong');
-  t.is(typeof (await c.gc(3600)), 'number');
+  t.is(await c.gc(3600), 0);
   const reconnecting: number[] = [];
-  c.on('reconnecting', ({ attempt }: { attempt: number }) => reconnecting.push(attempt));
+  let secondAttempt: () => void;
+  const twoAttempts = new Promise<void>((resolve) => (secondAttempt = resolve));
+  c.on('reconnecting', ({ attempt }: { attempt: number }) => {
+    reconnecting.push(attempt);
+    if (reconnecting.length === 2) secondAttempt();
+  });
 
-  // The server goes away and comes back on the same port.
+  // The server goes away and comes back on the same port, after the client has tried twice.
   const noticed = new Promise((resolve) => c.once('disconnect', resolve));
   await first.server.close();
   await noticed;
   const during = c.gc(3600);
-  await new Promise((resolve) => setTimeout(resolve, 250));
+  await twoAttempts;
+  t.false(c.connected, 'nobody to connect to yet');
   const second = new SessionServer({ logLevel: 'silent', storage: 'memory', ...config });
   await second.listen({ port, host: '127.0.0.1' });
   t.teardown(() => second.close());
-  t.is(typeof (await during), 'number', 'sent after the reconnect, authenticated again');
-  t.true(reconnecting.length >= 2, `several attempts while the server was down (${reconnecting.length})`);
+  // gc needs auth: an answer (0 collected) means the client authenticated again before sending it.
+  t.is(await during, 0, 'sent after the reconnect, authenticated again');
+  t.deepEqual(reconnecting.slice(0, 2), [1, 2], 'attempts are numbered');
   t.true(c.connected);
+  t.is(second.connections.size, 1);
 
   // A cut connection (no session held) heals the same way.
   cutConnections(second);
   t.is(await c.ping(), 'pong');
-  await c.create();
-  t.pass();
+  const sid = await c.create();
+  t.regex(sid, /^[0-9a-f]{32}$/);
+  t.is(c.sessionId, sid);
+  t.is(await c.get('nothing'), undefined, 'the new session is open on the new connection');
 });
 
 test('a client holding a session reports the loss: pending and later session commands fail until it opens again', async (t) => {
