@@ -1,7 +1,9 @@
+import { createHook } from 'node:async_hooks';
 import { spawn } from 'node:child_process';
 import test from 'ava';
 import { hashPassword, verifyPassword } from '../lib/index.js';
 import { BIN } from './support/cli-process.js';
+import type { LineClient } from './support/line-client.js';
 import { captureLogger } from './support/log-capture.js';
 import { startServer } from './support/server.js';
 
@@ -91,39 +93,58 @@ test('a per-principal allow-list limits the commands', async (t) => {
   t.is(await c.request('ping'), 'ok pong');
 });
 
+/**
+ * Sends `line` and tells whether a timer of `ms`, armed just before sending, fired before the
+ * reply came. The server runs in this process: timers of one duration fire in the order they
+ * were armed, so the answer is yes whenever the server replies through a timer of `ms` armed
+ * on receipt, however busy the machine, and no when it replies without waiting.
+ */
+async function timerFiredFirst(c: LineClient, line: string, ms: number): Promise<{ reply: string | null; timerFirst: boolean }> {
+  let fired = false;
+  const timer = setTimeout(() => (fired = true), ms);
+  const reply = await c.request(line);
+  clearTimeout(timer);
+  return { reply, timerFirst: fired };
+}
+
 test('repeated failures slow down, then close the connection', async (t) => {
   const { connect } = await startWithAuth(t);
   const c = await connect();
-  const times: number[] = [];
-  for (let i = 0; i < 2; i++) {
-    const started = Date.now();
-    t.is(await c.request('auth nope'), 'err Authentication failed');
-    times.push(Date.now() - started);
-  }
-  t.true(times[0]! >= 18 && times[1]! >= 38, `delays doubled: ${times.join(', ')} ms`);
+  // failureDelayMs is 20: the first failure waits 20 ms, the second 40 ms.
+  t.deepEqual(await timerFiredFirst(c, 'auth nope', 20), { reply: 'err Authentication failed', timerFirst: true });
+  t.deepEqual(await timerFiredFirst(c, 'auth nope', 40), { reply: 'err Authentication failed', timerFirst: true }, 'the delay doubled');
   t.is(await c.request('auth nope'), 'err Too many failed attempts');
   t.true(await c.closedByServer());
 });
 
-test('an unknown user costs a full scrypt, like a known user with a wrong password', async (t) => {
+test('without a failure delay the reply does not wait for a timer (the check above can fail)', async (t) => {
+  const { connect } = await startWithAuth(t, { failureDelayMs: 0 });
+  const c = await connect();
+  t.deepEqual(await timerFiredFirst(c, 'auth nope', 10_000), { reply: 'err Authentication failed', timerFirst: false });
+});
+
+// Serial: it counts the scrypt jobs of this whole process, so no other test may run meanwhile.
+test.serial('an unknown user costs a full scrypt, like a known user with a wrong password', async (t) => {
   const { connect } = await startWithAuth(t, { failureDelayMs: 0, maxFailures: 100 });
   const c = await connect();
-  const time = async (line: string) => {
-    const started = process.hrtime.bigint();
-    await c.request(line);
-    return Number(process.hrtime.bigint() - started) / 1e6;
+  let scryptJobs = 0;
+  const hook = createHook({
+    init(_id, type) {
+      if (type === 'SCRYPTREQUEST') scryptJobs++;
+    },
+  }).enable();
+  t.teardown(() => hook.disable());
+  const jobsFor = async (line: string) => {
+    const before = scryptJobs;
+    t.is(await c.request(line), 'err Authentication failed', line);
+    return scryptJobs - before;
   };
-  await time('auth alice warmup');
-  const known: number[] = [];
-  const unknown: number[] = [];
-  for (let i = 0; i < 4; i++) {
-    known.push(await time('auth alice wrong'));
-    unknown.push(await time('auth nobody wrong'));
-  }
-  const median = (values: number[]) => values.sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-  const ratio = median(unknown) / median(known);
-  t.true(ratio > 0.5 && ratio < 2, `unknown ${median(unknown).toFixed(1)} ms vs known ${median(known).toFixed(1)} ms`);
-  t.true(median(known) > 5, 'scrypt really runs');
+  // The decoy hash an unknown user is checked against is made like every user's (hashPassword,
+  // the default cost); so equal counts mean equal work.
+  t.is(await jobsFor('auth alice wrong'), 1, 'a known user: one scrypt');
+  t.is(await jobsFor('auth nobody wrong'), 1, 'an unknown user: one scrypt as well');
+  t.is(await jobsFor('auth nobody-else wrong'), 1);
+  t.is(await jobsFor('auth not-a-token'), 0, 'tokens are compared, not hashed');
 });
 
 test('secrets never reach the log', async (t) => {
