@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { decodeSessionValues, encodeSessionValues, SessionClient } from '../lib/index.js';
 import { startServer } from './support/server.js';
+import { track, writersQueued } from './support/wait.js';
 
 // PHP's own $_SESSION on sessionserver through clients/php (Debian's php-cli), read and
 // written by the Node client on the same sessions. CI installs php-cli, so there it never skips.
@@ -87,27 +88,28 @@ phpTest("PHP's own round trip keeps every type, objects and bytes included", asy
 });
 
 phpTest("PHP's locking: a request holds its session from session_start to write, others wait", async (t) => {
-  const { port } = await startServer(t);
-  const client = await connect(t, port);
-  // Node holds the session rw: PHP's session_start waits for it.
-  await client.open('locked-session-1', 'rw');
-  await client.put('owner', 'node');
-  const phpRun = php(port, 'hold', 'locked-session-1', '0');
-  await new Promise((resolve) => setTimeout(resolve, 400));
-  await client.close();
-  const held = await phpRun;
-  t.true(held.json.waitedMs >= 300, `PHP waited ${held.json.waitedMs} ms`);
-
-  // PHP holds it for 600 ms: Node's open rw waits, then sees PHP's write.
-  const slow = php(port, 'hold', 'locked-session-1', '600');
-  await new Promise((resolve) => setTimeout(resolve, 250));
-  const started = Date.now();
-  await client.open('locked-session-1', 'rw');
-  t.true(Date.now() - started >= 200, `Node waited ${Date.now() - started} ms`);
-  t.is(await client.get('held'), 'by php');
-  t.is(await client.get('owner'), 'node');
-  await client.close();
-  t.is((await slow).code, 0);
+  const { port, server } = await startServer(t);
+  const locks = server.sessions.locks;
+  const first = await connect(t, port);
+  const last = await connect(t, port);
+  // Node holds the session rw; PHP's session_start queues behind it, and a second Node writer
+  // queues behind PHP. Both are seen queued before anyone lets go: the order is made, not timed.
+  await first.open('locked-session-1', 'rw');
+  await first.put('owner', 'node');
+  const phpRun = track(php(port, 'hold', 'locked-session-1', '0'));
+  await writersQueued(locks, 1);
+  const lastOpen = track(last.open('locked-session-1', 'rw'));
+  await writersQueued(locks, 2);
+  t.false(phpRun.settled, 'PHP waits while Node holds the session');
+  t.false(lastOpen.settled);
+  await first.close();
+  // PHP got it next, wrote its value over what it read (Node's), and only then let go.
+  t.is((await phpRun.promise).code, 0);
+  await lastOpen.promise;
+  t.is(await last.get('held'), 'by php', "the second Node writer got in after PHP's write");
+  t.is(await last.get('owner'), 'node', "PHP read Node's write: it got in after Node's close");
+  await last.close();
+  t.is(locks.timeouts, 0);
 });
 
 phpTest('parallel PHP requests on one session lose no update', async (t) => {
