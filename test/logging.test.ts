@@ -1,6 +1,7 @@
 import test from 'ava';
 import { captureLogger } from './support/log-capture.js';
 import { startServer } from './support/server.js';
+import { until } from './support/wait.js';
 
 test('logging: connections, commands (name, duration, outcome) and sessions, never values or ids', async (t) => {
   const { logger, lines, text } = captureLogger('debug');
@@ -13,11 +14,11 @@ test('logging: connections, commands (name, duration, outcome) and sessions, nev
   await c.request('close');
   await c.request(`open ${sid} r`);
   c.close();
-  await new Promise((resolve) => setTimeout(resolve, 100));
+  await until(() => lines().some((line) => line.msg === 'disconnected'), 'the disconnect is logged');
   const log = lines();
   const commands = log.filter((line) => line.msg === 'command');
   t.deepEqual(commands.map((line) => [line.command, line.ok]), [['new', true], ['put', true], ['get', false], ['put_all', false], ['close', true], ['open', true]]);
-  t.true(commands.every((line) => typeof line.durationMs === 'number' && line.level === 30));
+  t.true(commands.every((line) => Number.isFinite(line.durationMs) && line.durationMs >= 0 && line.level === 30));
   t.is(commands[2]!.error, 'Key does not exist');
   t.true(log.some((line) => line.msg === 'connected' && typeof line.remote === 'string'));
   t.true(log.some((line) => line.msg === 'disconnected'));
@@ -30,9 +31,10 @@ test('logging: the command level is configurable; the server log level filters i
   const { logger, lines } = captureLogger('info');
   const { connect } = await startServer(t, { logger, plugins: [['logging', { commands: 'debug' }]] });
   const c = await connect();
-  await c.request('ping');
+  t.is(await c.request('ping'), 'ok pong');
   c.close();
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  // Everything about the connection is logged by the time its disconnect is.
+  await until(() => lines().some((line) => line.msg === 'disconnected'), 'the disconnect is logged');
   t.false(lines().some((line) => line.msg === 'command'));
   t.true(lines().some((line) => line.msg === 'connected'));
 });

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import test from 'ava';
 import { SessionServer, type Plugin, type SessionConnection } from '../lib/index.js';
 import { startServer, tempDir } from './support/server.js';
+import { until } from './support/wait.js';
 
 test('each hook fires with the right arguments', async (t) => {
   const events: Array<[string, ...unknown[]]> = [];
@@ -13,7 +14,7 @@ test('each hook fires with the right arguments', async (t) => {
       h.listening.tap('recorder', (address) => void events.push(['listening', address.port]));
       h.connection.tap('recorder', (ctx) => void events.push(['connection', ctx.id]));
       h.beforeCommand.tap('recorder', (ctx, entry, request) => void events.push(['beforeCommand', ctx.id, entry.name, request.arg1]));
-      h.afterCommand.tap('recorder', (ctx, outcome) => void events.push(['afterCommand', ctx.id, outcome.command, outcome.ok, outcome.error ?? null, typeof outcome.durationMs]));
+      h.afterCommand.tap('recorder', (ctx, outcome) => void events.push(['afterCommand', ctx.id, outcome.command, outcome.ok, outcome.error ?? null, Number.isFinite(outcome.durationMs) && outcome.durationMs >= 0]));
       h.sessionOpen.tap('recorder', (ctx, session) => void events.push(['sessionOpen', ctx.id, session.mode]));
       h.sessionCommit.tap('recorder', (ctx, session) => void events.push(['sessionCommit', ctx.id, session.mode]));
       h.sessionClose.tap('recorder', (ctx, session) => void events.push(['sessionClose', ctx.id, session.mode]));
@@ -34,15 +35,15 @@ test('each hook fires with the right arguments', async (t) => {
   await c.request('open s2 r');
   await c.request('explode');
   c.close();
-  await new Promise((resolve) => setTimeout(resolve, 100));
+  await until(() => events.some((e) => e[0] === 'disconnect'), 'the disconnect hook');
   await server.close();
   const id = events.find((e) => e[0] === 'connection')![1];
   t.deepEqual(events[0], ['listening', port]);
   t.deepEqual(events.filter((e) => e[0] === 'beforeCommand').map((e) => e[2]), ['open', 'get', 'commit', 'open', 'destroy', 'open', 'explode']);
   t.deepEqual(events.find((e) => e[0] === 'beforeCommand'), ['beforeCommand', id, 'open', 's1']);
   t.deepEqual(events.filter((e) => e[0] === 'afterCommand').slice(0, 2), [
-    ['afterCommand', id, 'open', true, null, 'number'],
-    ['afterCommand', id, 'get', false, 'Key does not exist', 'number'],
+    ['afterCommand', id, 'open', true, null, true],
+    ['afterCommand', id, 'get', false, 'Key does not exist', true],
   ]);
   t.deepEqual(events.filter((e) => e[0].startsWith('session')), [
     ['sessionOpen', id, 'rw'],
