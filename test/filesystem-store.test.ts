@@ -64,25 +64,31 @@ test('kill -9: every acknowledged close and commit is intact after a restart', a
   const clients = await Promise.all(Array.from({ length: 8 }, () => LineClient.connect(first.port)));
   const acknowledged = new Map<string, number>();
   let stop = false;
+  // The kill lands once every writer has had a few writes acknowledged, whatever that takes.
+  let allBusy: () => void;
+  const everyWriterAcknowledged = new Promise<void>((resolve) => (allBusy = resolve));
   const writers = clients.map(async (c, i) => {
     for (let n = 0; !stop; n++) {
-      if ((await c.request(`open k${i} rw`, 2000)) !== 'ok') return;
-      if ((await c.request(`put n ${n}`, 2000)) !== 'ok') return;
+      // After the kill every read ends at once: the connection is closed (null).
+      if ((await c.request(`open k${i} rw`)) !== 'ok') return;
+      if ((await c.request(`put n ${n}`)) !== 'ok') return;
       // Values of every size: a torn write would show as a corrupt file.
-      if ((await c.request(`put blob ${'x'.repeat(n % 7 === 0 ? 200_000 : 10)}`, 2000)) !== 'ok') return;
-      const reply = await c.request(n % 2 ? 'close' : 'commit', 2000).catch(() => null);
+      if ((await c.request(`put blob ${'x'.repeat(n % 7 === 0 ? 200_000 : 10)}`)) !== 'ok') return;
+      const reply = await c.request(n % 2 ? 'close' : 'commit').catch(() => null);
       if (reply !== 'ok') return;
       acknowledged.set(`k${i}`, n);
-      if (n % 2 === 0 && (await c.request('close', 2000).catch(() => null)) !== 'ok') return;
+      if (n >= 3 && acknowledged.size === clients.length && [...acknowledged.values()].every((m) => m >= 3)) allBusy();
+      if (n % 2 === 0 && (await c.request('close').catch(() => null)) !== 'ok') return;
     }
   });
-  await new Promise((resolve) => setTimeout(resolve, 700));
+  // (A writer that stopped early ends the wait too; the assertions below then say so.)
+  await Promise.race([everyWriterAcknowledged, Promise.allSettled(writers)]);
   first.child.kill('SIGKILL');
   stop = true;
   await Promise.allSettled(writers);
   await first.exited;
   for (const c of clients) c.close();
-  t.true(acknowledged.size === 8, 'every writer got acknowledgements before the kill');
+  t.is(acknowledged.size, 8, 'every writer got acknowledgements before the kill');
 
   const second = await startCli(t, args);
   const reader = await LineClient.connect(second.port);
