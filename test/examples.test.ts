@@ -1,12 +1,13 @@
 import test from 'ava';
 import { AuditedServer } from '../examples/audited-server.js';
-import type { SessionServer } from '../lib/index.js';
+import { SessionServer } from '../lib/index.js';
 import { startServer } from './support/server.js';
 
 test('the examples/ subclass adds commands and overrides put', async (t) => {
-  // The example imports the built package (as a user would), the tests the sources: same
-  // class, two module copies, so TypeScript needs telling.
-  const { connect } = await startServer(t, {}, (config) => new AuditedServer(config) as unknown as SessionServer);
+  // The example imports the package by its name, as a user would; tsconfig "paths" map that
+  // name to lib/ (for tsx as for the type-checker), so the example runs on these sources.
+  const { connect, server } = await startServer(t, {}, (config) => new AuditedServer(config));
+  t.true(server instanceof SessionServer, 'one module copy: the sources');
   const c = await connect();
   await c.request('new');
   t.is(await c.request('put a 1'), 'ok');

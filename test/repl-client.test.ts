@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { CLIENT_EXIT, runClient } from '../lib/cli/client-repl.js';
 import { startServer, tempDir } from './support/server.js';
+import { until } from './support/wait.js';
 
 // `sessionserver client`: stdin mode, one-shot mode and the prompt, against a real server.
 
@@ -75,13 +76,7 @@ test('the prompt shows host:port and the open session, prints replies plainly, k
   const input = new PassThrough();
   const output = new Capture();
   const done = runClient({ port, input, output, errorOutput: output, interactive: true, historyFile });
-  const waitFor = async (pattern: RegExp) => {
-    const deadline = Date.now() + 5000;
-    while (!pattern.test(output.text)) {
-      if (Date.now() > deadline) throw new Error(`no ${pattern} in:\n${output.text}`);
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-  };
+  const waitFor = (pattern: RegExp) => until(() => pattern.test(output.text), `${pattern} in:\n${output.text}`);
   await waitFor(new RegExp(`127\\.0\\.0\\.1:${port}> $`));
   input.write('new\n');
   await waitFor(/\[[0-9a-f]{32} rw\]> $/);
