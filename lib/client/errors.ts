@@ -1,12 +1,25 @@
+import { codeOfReply, type ReplyCode } from '../protocol/replies.js';
+
 /** The server answered `err <message>`; `message` is the server's text, verbatim. */
 export class SessionServerError extends Error {
   override readonly name = 'SessionServerError';
   /** The request line's command word, e.g. `open`. */
   readonly command: string;
+  /**
+   * What went wrong, stable across versions: `E_LOCKED`, `E_NO_KEY`, `E_NO_SESSION`, …
+   * (the server's reply table); `E_COMMAND_FAILED` for a command's own failure text.
+   */
+  readonly code: ReplyCode;
   constructor(message: string, command: string) {
     super(message);
     this.command = command;
+    this.code = codeOfReply(message);
   }
+}
+
+/** True when `error` is the server's `err` reply with this code. */
+export function isServerError(error: unknown, code: ReplyCode): error is SessionServerError {
+  return error instanceof SessionServerError && error.code === code;
 }
 
 /** The connection failed, closed, or is closed by the client; the request may or may not have run. */

@@ -1,10 +1,10 @@
 import { EventEmitter } from 'node:events';
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions as TlsOptions } from 'node:tls';
-import type { SessionMode } from '../session/open-session.js';
+import type { SessionMode } from '../protocol/session-mode.js';
 import { parseRequest } from '../protocol/request.js';
 import { isValidSessionId } from '../protocol/session-id.js';
-import { SessionConnectionError, SessionLostError, SessionServerError, SessionTimeoutError } from './errors.js';
+import { isServerError, SessionConnectionError, SessionLostError, SessionServerError, SessionTimeoutError } from './errors.js';
 
 export interface ReconnectOptions {
   /** Attempts per outage before pending requests fail; the next request starts a new round. Default 20. */
@@ -171,7 +171,7 @@ export class SessionClient extends EventEmitter {
     try {
       return await this.request(`get ${checkKey(key)}`);
     } catch (error) {
-      if (isServerError(error, 'Key does not exist')) return undefined;
+      if (isServerError(error, 'E_NO_KEY')) return undefined;
       throw error;
     }
   }
@@ -189,7 +189,7 @@ export class SessionClient extends EventEmitter {
       await this.request(`exists ${checkKey(key)}`);
       return true;
     } catch (error) {
-      if (isServerError(error, 'Key does not exist')) return false;
+      if (isServerError(error, 'E_NO_KEY')) return false;
       throw error;
     }
   }
@@ -200,7 +200,7 @@ export class SessionClient extends EventEmitter {
       await this.request(`remove ${checkKey(key)}`);
       return true;
     } catch (error) {
-      if (isServerError(error, 'Key does not exist')) return false;
+      if (isServerError(error, 'E_NO_KEY')) return false;
       throw error;
     }
   }
@@ -612,10 +612,6 @@ function checkKey(key: string): string {
 function wholeNumber(value: number, what: string): number {
   if (!Number.isSafeInteger(value) || value < 0) throw new TypeError(`${what}: expected a whole number of seconds, got ${value}`);
   return value;
-}
-
-function isServerError(error: unknown, message: string): boolean {
-  return error instanceof SessionServerError && error.message === message;
 }
 
 function isIp(host: string): boolean {

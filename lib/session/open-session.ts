@@ -2,7 +2,9 @@ import { CommandError } from '../core/errors.js';
 import type { SessionLock } from '../locks/lock-table.js';
 import type { SessionData } from '../storage/contract.js';
 
-export type SessionMode = 'r' | 'w' | 'rw';
+import type { SessionMode } from '../protocol/session-mode.js';
+
+export type { SessionMode };
 
 const NO_DATA: SessionData = new Map();
 
