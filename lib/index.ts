@@ -14,7 +14,7 @@ export {
 } from './session/session-server.js';
 export { SessionConnection } from './session/session-connection.js';
 export { SESSION_HOOKS, type LockWaitEvent, type SessionServerHooks } from './session/hooks.js';
-export { defineConfig, DEFAULTS, type SessionServerConfig, type StorageName } from './session/config.js';
+export { defineConfig, DEFAULTS, type SessionServerConfig, type StorageName } from './config/config.js';
 export { OpenSession, type SessionMode } from './session/open-session.js';
 export { LockTable, type LockManager, type SessionLock } from './locks/lock-table.js';
 export { WaiterQueue } from './locks/waiter-queue.js';

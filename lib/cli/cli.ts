@@ -1,8 +1,8 @@
 import yargs, { type Argv } from 'yargs';
 import { runClient } from './client-repl.js';
-import { DEFAULTS, validateConfig, type SessionServerConfig } from '../session/config.js';
+import { validateConfig, type SessionServerConfig } from '../config/config.js';
+import { DEFAULTS } from '../config/defaults.js';
 import { loadConfigFile } from './config-file.js';
-import { DEFAULT_LIMITS } from '../core/line-server.js';
 import { packageInfo } from '../core/package-info.js';
 import { hashPassword } from '../auth/password.js';
 import { SessionServer } from '../session/session-server.js';
@@ -20,15 +20,15 @@ function serveOptions(args: Argv) {
     .option('lock-timeout', { type: 'number', describe: 'ms a writer waits for a locked session', defaultDescription: String(DEFAULTS.lockTimeout) })
     .option('max-lifetime', { type: 'number', describe: 'seconds without access before a session expires', defaultDescription: String(DEFAULTS.maxLifetime) })
     .option('gc-interval', { type: 'number', describe: 'seconds between expiry sweeps (0: off)', defaultDescription: String(DEFAULTS.gcInterval) })
-    .option('max-line-length', { type: 'number', describe: 'longest request line in bytes', defaultDescription: String(DEFAULT_LIMITS.maxLineLength) })
-    .option('max-connections', { type: 'number', describe: 'connections beyond this are refused', defaultDescription: String(DEFAULT_LIMITS.maxConnections) })
-    .option('idle-timeout', { type: 'number', describe: 'seconds of client silence before disconnect (0: never)', defaultDescription: String(DEFAULT_LIMITS.idleTimeout) })
-    .option('max-unknown-commands', { type: 'number', describe: 'unknown commands in a row before disconnect', defaultDescription: String(DEFAULT_LIMITS.maxUnknownCommands) })
-    .option('redis-url', { type: 'string', describe: 'redis store: redis://, rediss://, redis+sentinel://, redis+cluster:// URL', defaultDescription: 'redis://127.0.0.1:6379' })
-    .option('redis-prefix', { type: 'string', describe: 'redis store: key prefix', defaultDescription: 'sessionserver:' })
+    .option('max-line-length', { type: 'number', describe: 'longest request line in bytes', defaultDescription: String(DEFAULTS.maxLineLength) })
+    .option('max-connections', { type: 'number', describe: 'connections beyond this are refused', defaultDescription: String(DEFAULTS.maxConnections) })
+    .option('idle-timeout', { type: 'number', describe: 'seconds of client silence before disconnect (0: never)', defaultDescription: String(DEFAULTS.idleTimeout) })
+    .option('max-unknown-commands', { type: 'number', describe: 'unknown commands in a row before disconnect', defaultDescription: String(DEFAULTS.maxUnknownCommands) })
+    .option('redis-url', { type: 'string', describe: 'redis store: redis://, rediss://, redis+sentinel://, redis+cluster:// URL', defaultDescription: DEFAULTS.redisUrl })
+    .option('redis-prefix', { type: 'string', describe: 'redis store: key prefix', defaultDescription: DEFAULTS.redisPrefix })
     .option('postgres-url', { type: 'string', describe: 'postgres store: postgres://user:password@host:port/database', defaultDescription: "pg's PG* variables" })
-    .option('postgres-table', { type: 'string', describe: 'postgres store: table (or schema.table)', defaultDescription: 'sessionserver_sessions' })
-    .option('lock-lease', { type: 'number', describe: 'redis/postgres: ms a writer lock outlives a dead instance', defaultDescription: '10000' })
+    .option('postgres-table', { type: 'string', describe: 'postgres store: table (or schema.table)', defaultDescription: DEFAULTS.postgresTable })
+    .option('lock-lease', { type: 'number', describe: 'redis/postgres: ms a writer lock outlives a dead instance', defaultDescription: String(DEFAULTS.lockLease) })
     .option('storage-timeout', { type: 'number', describe: 'ms one storage operation may take before err Storage unavailable', defaultDescription: String(DEFAULTS.storageTimeout) })
     .option('max-session-size', { type: 'number', describe: 'bytes one session may hold', defaultDescription: String(DEFAULTS.maxSessionSize) })
     .option('max-memory', { type: 'number', describe: 'memory store: bytes of session data in all (writes beyond get err)', defaultDescription: 'a quarter of the heap limit' })
@@ -41,7 +41,7 @@ function serveOptions(args: Argv) {
     .option('log-format', { type: 'string', choices: ['json', 'pretty'], describe: 'log lines as JSON or coloured text', defaultDescription: 'pretty on a terminal, else json' })
     .option('redis-wait-replicas', { type: 'number', describe: 'redis: replicas that must acknowledge a write before close/commit answer ok', defaultDescription: '0' })
     .option('list-session-ids', { type: 'boolean', describe: 'allow the ids command (lists every session id: trusted clients only)', defaultDescription: 'false' })
-    .option('commands-dir', { type: 'string', describe: 'folder of command files', defaultDescription: './commands' })
+    .option('commands-dir', { type: 'string', describe: 'folder of command files', defaultDescription: DEFAULTS.commandsDir })
     .option('plugin', { type: 'string', array: true, describe: 'plugin to apply (shipped: auth, logging, hot-reload; or a path / package); repeatable' })
     .option('watch', { type: 'boolean', describe: 'reload command files and plugins on save (development)', defaultDescription: 'false' })
     .option('log-level', { type: 'string', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], describe: 'log level', defaultDescription: 'info' });
@@ -60,7 +60,7 @@ export async function resolveServeConfig(argv: Record<string, unknown>): Promise
   const { config: fileConfig } = await loadConfigFile(argv.config as string | undefined);
   const overrides: Record<string, unknown> = {};
   for (const field of CLI_FIELDS) if (argv[field] !== undefined) overrides[field] = argv[field];
-  const config: SessionServerConfig = { commandsDir: './commands', ...fileConfig, ...overrides };
+  const config: SessionServerConfig = { commandsDir: DEFAULTS.commandsDir, ...fileConfig, ...overrides };
   const plugins = [...(fileConfig.plugins ?? []), ...((argv.plugin as string[] | undefined) ?? [])];
   // hot-reload declares `enforce: 'post'`: it applies after every other plugin, wherever it is listed.
   if (argv.watch && !plugins.includes('hot-reload')) plugins.push('hot-reload');

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { validateConfig, type SessionServerConfig } from '../session/config.js';
+import { validateConfig, type SessionServerConfig } from '../config/config.js';
 import { ConfigError } from '../core/errors.js';
 import { importFresh } from '../core/module-loader.js';
 

@@ -1,5 +1,5 @@
-import type { SessionServerConfig } from '../session/config.js';
-import { DEFAULTS } from '../session/config.js';
+import type { SessionServerConfig } from '../config/config.js';
+import { DEFAULTS } from '../config/defaults.js';
 import { ConfigError } from '../core/errors.js';
 import type { SessionStore } from './contract.js';
 import { FilesystemStore } from './filesystem.js';

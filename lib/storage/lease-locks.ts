@@ -3,9 +3,10 @@ import { ConfigError } from '../core/errors.js';
 import { LockWaitAbortedError } from '../locks/errors.js';
 import type { LockManager, SessionLock } from '../locks/lock-table.js';
 import { WaiterQueue } from '../locks/waiter-queue.js';
+import { DEFAULTS } from '../config/defaults.js';
 
 /** How long a writer lock lives without renewal unless configured (`lockLease`). */
-export const DEFAULT_LOCK_LEASE_MS = 10_000;
+export const DEFAULT_LOCK_LEASE_MS: number = DEFAULTS.lockLease;
 // A waiter re-checks this long after the holder's lease should have ended (clock jitter).
 const RECHECK_SLACK_MS = 5;
 // After a failed round trip to the store, a waiter tries again this soon.

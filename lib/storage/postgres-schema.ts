@@ -1,7 +1,8 @@
 import type pg from 'pg';
 import { ConfigError, StoreError } from '../core/errors.js';
+import { DEFAULTS } from '../config/defaults.js';
 
-export const DEFAULT_POSTGRES_TABLE = 'sessionserver_sessions';
+export const DEFAULT_POSTGRES_TABLE: string = DEFAULTS.postgresTable;
 
 // Lower case only: an unquoted name in psql means the same table as our quoted one.
 const VALID_TABLE = /^(?:([a-z_][a-z0-9_]*)\.)?([a-z_][a-z0-9_]*)$/;

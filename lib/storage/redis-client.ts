@@ -2,12 +2,13 @@ import { createHash } from 'node:crypto';
 import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis';
 import { ConfigError, StoreError } from '../core/errors.js';
 import { isValidSessionId } from '../protocol/session-id.js';
+import { DEFAULTS } from '../config/defaults.js';
 
 /** A single Redis (also behind Sentinel) or a Redis Cluster: the drivers use only what both offer. */
 export type RedisClient = Redis | Cluster;
 
-export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
-export const DEFAULT_REDIS_PREFIX = 'sessionserver:';
+export const DEFAULT_REDIS_URL: string = DEFAULTS.redisUrl;
+export const DEFAULT_REDIS_PREFIX: string = DEFAULTS.redisPrefix;
 
 // No glob characters (the prefix may appear in SCAN patterns) and no braces (hash tags are ours).
 const VALID_PREFIX = /^[A-Za-z0-9:_.-]{0,64}$/;
@@ -18,9 +19,33 @@ const COMMON_OPTIONS = {
   enableAutoPipelining: true,
 } as const;
 
-// While Redis is unreachable a command is retried over three reconnect attempts (about a
-// third of a second), then fails: the client gets an `err` instead of hanging.
-const NODE_OPTIONS = { maxRetriesPerRequest: 3 } as const;
+// After a dropped connection, try again soon: the server answers `err` meanwhile, so a
+// short pause costs nothing, and a restarted Redis serves again within about a second.
+const MAX_RECONNECT_DELAY_MS = 1000;
+
+/**
+ * Fail fast, recover alone. A command that gets no answer within `timeoutMs` fails, and so
+ * does the connection that did not answer: it is dropped and opened anew (as redis-py does
+ * on a socket timeout), which fails the commands still waiting on it. While no connection is
+ * up, commands fail at once instead of queuing without bound, and commands in flight on a
+ * connection that drops fail rather than being sent again later.
+ */
+function nodeOptions(timeoutMs: number): RedisOptions {
+  const bound = timeoutMs > 0 ? timeoutMs : undefined;
+  return {
+    commandTimeout: bound,
+    socketTimeout: bound,
+    connectTimeout: bound ?? 10_000,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times - 1, 10), MAX_RECONNECT_DELAY_MS) + Math.floor(Math.random() * 50),
+  };
+}
+
+export interface RedisClientOptions {
+  /** Milliseconds a command may wait for its answer (`storageTimeout`); 0 waits forever. Default 1000. */
+  timeoutMs?: number;
+}
 
 /**
  * A client for a Redis URL:
@@ -30,11 +55,12 @@ const NODE_OPTIONS = { maxRetriesPerRequest: 3 } as const;
  * - `redis+cluster://[user:password@]host:port,host:port` (`rediss+cluster://`): a Redis Cluster,
  *   found from any of its nodes.
  */
-export function createRedisClient(url: string): RedisClient {
+export function createRedisClient(url: string, options: RedisClientOptions = {}): RedisClient {
+  const perNode = nodeOptions(options.timeoutMs ?? DEFAULTS.storageTimeout);
   const match = /^(rediss?)\+(cluster|sentinel):\/\/(?:([^@/]*)@)?([^/?#]+)(\/[^?#]*)?(?:\?([^#]*))?$/.exec(url);
   if (!match) {
     if (!/^rediss?:\/\//.test(url)) throw new ConfigError('redisUrl must start with redis://, rediss://, redis+sentinel:// or redis+cluster://');
-    return new Redis(url, { ...COMMON_OPTIONS, ...NODE_OPTIONS });
+    return new Redis(url, { ...COMMON_OPTIONS, ...perNode });
   }
   const [, scheme, kind, userInfo, hostList, path = '', query = ''] = match;
   const tls = scheme === 'rediss' ? {} : undefined;
@@ -45,7 +71,9 @@ export function createRedisClient(url: string): RedisClient {
     if (path !== '' && path !== '/') throw new ConfigError('redis+cluster:// URLs take no database number (a cluster has only db 0)');
     return new Cluster(nodes, {
       ...COMMON_OPTIONS,
-      redisOptions: { ...NODE_OPTIONS, username, password, tls },
+      // Without a reachable node a command fails at once instead of queuing.
+      enableOfflineQueue: false,
+      redisOptions: { ...perNode, username, password, tls },
     });
   }
   const [, name, db] = path.split('/');
@@ -53,7 +81,7 @@ export function createRedisClient(url: string): RedisClient {
   if (db !== undefined && !/^\d+$/.test(db)) throw new ConfigError('the database in a redis+sentinel:// URL must be a number');
   const options: RedisOptions = {
     ...COMMON_OPTIONS,
-    ...NODE_OPTIONS,
+    ...perNode,
     sentinels: nodes,
     name: decodeURIComponent(name),
     username,

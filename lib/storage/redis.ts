@@ -1,4 +1,4 @@
-import { DEFAULTS } from '../session/config.js';
+import { DEFAULTS } from '../config/defaults.js';
 import { ConfigError, StoreError } from '../core/errors.js';
 import { isValidSessionId } from '../protocol/session-id.js';
 import type { SessionData, SessionExpiry, SessionStore } from './contract.js';

@@ -1,4 +1,5 @@
 import { ConfigError } from '../core/errors.js';
+export { DEFAULTS } from './defaults.js';
 import type { LineServerOptions } from '../core/line-server.js';
 import type { SessionStore } from '../storage/contract.js';
 
@@ -68,24 +69,6 @@ export interface SessionServerConfig extends LineServerOptions {
   listSessionIds?: boolean;
 }
 
-export const DEFAULTS = {
-  storage: 'filesystem',
-  host: '127.0.0.1',
-  port: 9090,
-  savePath: './sessions',
-  lockTimeout: 10_000,
-  maxLifetime: 1440,
-  gcInterval: 60,
-  redisUrl: 'redis://127.0.0.1:6379',
-  redisPrefix: 'sessionserver:',
-  postgresTable: 'sessionserver_sessions',
-  lockLease: 10_000,
-  storageTimeout: 1000,
-  maxSessionSize: 16 * 1024 * 1024,
-  maxInputBuffer: 256 * 1024 * 1024,
-  metricsHost: '127.0.0.1',
-  redisWaitReplicas: 0,
-} as const;
 
 /** Typed identity for `sessionserver.config.ts`: `export default defineConfig({ … })`. */
 export function defineConfig(config: SessionServerConfig): SessionServerConfig {
