@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --only=50x16,memory,storage] [-- --cpu-prof] [-- --targets=sessionserver,bare-node] [-- --keys=1000]`
+ * `npm run bench [-- --quick] [-- --only=50x16,memory,storage,latency] [-- --cpu-prof] [-- --targets=sessionserver,bare-node] [-- --keys=1000]`
  * (or BENCH_QUICK=1, BENCH_ONLY=…, BENCH_CPU_PROF=1, BENCH_TARGETS=…, BENCH_KEYS=…). How to read the
  * output: bench/README.md. Each server and the load generator run in their own
  * processes; this one only orchestrates and prints.
@@ -13,6 +13,7 @@ import { measureConnectionMemory, type MemoryResult } from './memory.js';
 import { formatProfileSummary } from './profile-summary.js';
 import { RemoteLoadGenerator } from './remote-load-generator.js';
 import { memoryTable, noiseWarning, ratioTable, throughputTable, type Scenario, type ThroughputResults } from './report.js';
+import { runLatencyBench } from './latency.js';
 import { runStorageBench } from './storage.js';
 import { redisServerInstalled, startBareServer, startRedisServer, startSessionserver, type Target, type TargetName } from './targets.js';
 import { DEFAULT_KEY_SPACE, DEFAULT_VALUE_BYTES } from './workload.js';
@@ -32,6 +33,8 @@ interface Options {
   memory: boolean;
   /** The storage drivers (memory, Redis, PostgreSQL) under a session workload: bench/storage.ts. */
   storage: boolean;
+  /** Lock hand-off, wake-up after close and reload latencies (bench/latency.ts): reported, not asserted. */
+  latency: boolean;
   targets: TargetName[];
   warmupMs: number;
   durationMs: number;
@@ -50,8 +53,8 @@ function readOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
   const quick = flag('quick');
   const only = value('only')?.split(',').map((s) => s.trim()).filter(Boolean);
   for (const name of only ?? []) {
-    if (name !== 'memory' && name !== 'storage' && !SCENARIOS.some((s) => s.name === name)) {
-      throw new Error(`--only: unknown scenario ${name} (known: ${SCENARIOS.map((s) => s.name).join(', ')}, memory, storage)`);
+    if (name !== 'memory' && name !== 'storage' && name !== 'latency' && !SCENARIOS.some((s) => s.name === name)) {
+      throw new Error(`--only: unknown scenario ${name} (known: ${SCENARIOS.map((s) => s.name).join(', ')}, memory, storage, latency)`);
     }
   }
   const targets = (value('targets')?.split(',').map((s) => s.trim()) ?? TARGET_ORDER) as TargetName[];
@@ -64,6 +67,7 @@ function readOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     scenarios: only ? SCENARIOS.filter((s) => only.includes(s.name)) : SCENARIOS,
     memory: only ? only.includes('memory') : true,
     storage: only ? only.includes('storage') : true,
+    latency: only ? only.includes('latency') : true,
     targets: TARGET_ORDER.filter((name) => targets.includes(name)),
     warmupMs: quick ? 300 : 1000,
     durationMs: quick ? 1500 : 4000,
@@ -180,6 +184,7 @@ async function main(): Promise<void> {
     if (options.scenarios.length > 0) throughput = await measureThroughput(options, targetNames, generator);
     const memory = options.memory ? await measureMemory(options, targetNames, generator) : [];
     const storage = options.storage ? await runStorageBench({ quick: options.quick }) : null;
+    const latency = options.latency ? await runLatencyBench({ quick: options.quick }) : null;
 
     if (throughput) {
       console.log(`\nthroughput: N connections x pipeline depth D; put/get alternating over ${options.keySpace} keys per connection, ${DEFAULT_VALUE_BYTES}-byte values`);
@@ -194,6 +199,7 @@ async function main(): Promise<void> {
       console.log(memoryTable(memory));
     }
     if (storage) console.log(`\n${storage}`);
+    if (latency) console.log(`\n${latency}`);
     if (throughput?.profilePath) {
       console.log(`\n${formatProfileSummary(throughput.profilePath)}`);
     }

@@ -2,8 +2,10 @@
  * Child process: sessionserver from the built package (dist/), memory store, silent,
  * on a free loopback port. Run by targets.ts; `--cpu-prof` is added by the parent.
  */
-import { SessionServer } from '../dist/index.js';
+import { loadBuiltPackage } from './built-package.js';
 import { serveUnderControl } from './server-control.js';
+
+const { SessionServer } = await loadBuiltPackage();
 
 const server = new SessionServer({
   storage: 'memory',

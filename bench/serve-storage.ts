@@ -3,8 +3,11 @@
  * BENCH_STORAGE variable names (JSON: `storage` plus that driver's settings), silent,
  * on a free loopback port. Run by storage.ts.
  */
-import { SessionServer, type SessionServerConfig } from '../dist/index.js';
+import type { SessionServerConfig } from 'sessionserver';
+import { loadBuiltPackage } from './built-package.js';
 import { serveUnderControl } from './server-control.js';
+
+const { SessionServer } = await loadBuiltPackage();
 
 const storage = JSON.parse(process.env.BENCH_STORAGE ?? '{"storage":"memory"}') as SessionServerConfig;
 const server = new SessionServer({ ...storage, logLevel: 'silent', gcInterval: 0 });

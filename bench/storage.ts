@@ -24,7 +24,7 @@ import { LineReplyParser, RespReplyParser, type ReplyParser } from './reply-pars
 import { redisServerInstalled, startRedisServer } from './targets.js';
 
 const HOST = '127.0.0.1';
-const POSTGRES_URL = process.env.BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+export const POSTGRES_URL = process.env.BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const VALUE = 'v'.repeat(32);
 const SESSIONS_PER_CONNECTION = 64;
 
@@ -163,7 +163,8 @@ async function startSessionserverOn(storage: Record<string, unknown>): Promise<R
   return { port, stop: () => stopWithin(child, 10_000, () => child.send({ type: 'stop' })) };
 }
 
-async function postgresReachable(): Promise<string | null> {
+/** Null when PostgreSQL answers, else why not. */
+export async function postgresReachable(): Promise<string | null> {
   const client = new pg.Client({ connectionString: POSTGRES_URL, connectionTimeoutMillis: 2000 });
   try {
     await client.connect();
@@ -174,7 +175,7 @@ async function postgresReachable(): Promise<string | null> {
   }
 }
 
-async function postgresAdmin(sql: string): Promise<void> {
+export async function postgresAdmin(sql: string): Promise<void> {
   const client = new pg.Client({ connectionString: POSTGRES_URL });
   await client.connect();
   try {
