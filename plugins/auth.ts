@@ -1,36 +1,54 @@
 /**
  * auth — clients must `auth <token>` or `auth <user> <password>` before anything but
- * `auth hello ping quit help`. Per-principal command allow-lists and a read-only role.
+ * `auth hello ping quit help`. Every token and every user is its own principal, with its
+ * own command allow-list and read-only flag.
  *
  *   plugins: [['auth', { tokens: ['…'], users: { alice: { password: 'scrypt$…', readOnly: true } } }]]
  *
  * Hash passwords with `sessionserver hash-password`. Secrets are compared in constant time
- * and never logged; failed attempts slow down, then close the connection.
+ * and never logged. Failed attempts are counted per client address across connections:
+ * each slows the next reply down, then the address is refused for a while. Password checks
+ * run a few at a time, so a burst of them cannot starve other clients.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { authStateOf, type Credential } from '../lib/auth/auth-state.js';
+import { clientAddressKey } from '../lib/auth/client-address.js';
 import { authenticateHook } from '../lib/auth/hooks.js';
 import { hashPassword, isPasswordHash, verifyPassword } from '../lib/auth/password.js';
 import { accessOf, type CommandEntry } from '../lib/core/command.js';
 import type { Connection } from '../lib/core/connection.js';
-import { CommandError } from '../lib/core/errors.js';
+import { CommandError, isCommandError } from '../lib/core/errors.js';
 import type { LineServer } from '../lib/core/line-server.js';
 import { definePlugin } from '../lib/core/plugin-host.js';
+import { replyText } from '../lib/protocol/replies.js';
 import type { Request } from '../lib/protocol/request.js';
 
 interface Grants {
   /** Commands this principal may run (besides the public ones); all when omitted. */
   commands?: string[];
-  /** May only read: `open … r`, no `new`, no writes, no `gc`. */
+  /** May only run commands declared `access: 'read'` (`open … r`, `get`, `ttl` alone…). */
   readOnly?: boolean;
 }
 
 export interface AuthOptions {
+  /** A token alone, or with a `user` name (else it is `token#<position>`, counted from 1) and grants. */
   tokens?: Array<string | ({ token: string; user?: string } & Grants)>;
   users?: Record<string, { password: string } & Grants>;
-  /** Failed attempts on one connection before it is closed. Default 5. */
+  /** Failed attempts from one client address (IPv6: one /64) before it is refused. Default 5. */
   maxFailures?: number;
   /** Delay before answering the first failure, doubled for each further one (max 5 s). Default 250 ms. */
   failureDelayMs?: number;
+  /** An address's failures are forgotten this long after its latest one; till then it stays refused. Default 600000 (10 min). */
+  failureWindowMs?: number;
+  /** Client addresses whose failures are remembered at most (least recent forgotten first). Default 10000. */
+  maxTrackedAddresses?: number;
+  /** Password checks (scrypt, on libuv's thread pool) running at once. Default 2. */
+  maxConcurrentVerifications?: number;
+  /** Password checks waiting for a turn; more are refused at once. Default 32. */
+  maxQueuedVerifications?: number;
+  /** How the plugin waits out a reply delay; default node:timers/promises setTimeout. Tests pass their own. */
+  wait?: (ms: number) => Promise<unknown>;
 }
 
 interface Principal {
@@ -40,7 +58,6 @@ interface Principal {
 }
 
 const PUBLIC_COMMANDS = new Set(['auth', 'hello', 'ping', 'quit', 'help']);
-const MAX_DELAY_MS = 5000;
 
 const digest = (text: string) => createHash('sha256').update(text).digest();
 
@@ -48,80 +65,138 @@ function grantsOf(user: string, grants: Grants): Principal {
   return { user, commands: grants.commands ? new Set(grants.commands.map((c) => c.toLowerCase())) : null, readOnly: grants.readOnly === true };
 }
 
+function wholeNumber(options: AuthOptions, name: keyof AuthOptions, fallback: number, min: number): number {
+  const value = options[name] ?? fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) throw new Error(`auth plugin: "${name}" must be a whole number of at least ${min}`);
+  return value;
+}
+
 export default definePlugin<AuthOptions, LineServer>({
   name: 'auth',
   apply(server, options = {}, plugin) {
-    const tokens = (options.tokens ?? []).map((entry) => (typeof entry === 'string' ? { token: entry } : entry));
+    const tokenEntries = (options.tokens ?? []).map((entry) => (typeof entry === 'string' ? { token: entry } : entry));
     const users = options.users ?? {};
-    if (tokens.length === 0 && Object.keys(users).length === 0) throw new Error('auth plugin: configure at least one token or user');
+    if (tokenEntries.length === 0 && Object.keys(users).length === 0) throw new Error('auth plugin: configure at least one token or user');
     for (const [name, user] of Object.entries(users)) {
       if (!isPasswordHash(user.password)) throw new Error(`auth plugin: user "${name}" needs a password hash (sessionserver hash-password)`);
     }
-    const tokenDigests = tokens.map((entry) => ({ digest: digest(entry.token), principal: grantsOf(entry.user ?? 'token', entry) }));
+    // Each token is its own principal, found by its digest: the order of the list changes nobody's rights.
+    const tokens = new Map<string, { digest: Buffer; principal: Principal }>();
+    tokenEntries.forEach((entry, index) => {
+      if (typeof entry.token !== 'string' || !/^\S+$/.test(entry.token)) throw new Error(`auth plugin: token #${index + 1} must be one word (no spaces)`);
+      const key = digest(entry.token);
+      if (tokens.has(key.toString('hex'))) throw new Error(`auth plugin: token #${index + 1} is listed twice`);
+      tokens.set(key.toString('hex'), { digest: key, principal: grantsOf(entry.user ?? `token#${index + 1}`, entry) });
+    });
     const principals = new Map(Object.entries(users).map(([name, user]) => [name, grantsOf(name, user)]));
-    const maxFailures = options.maxFailures ?? 5;
-    const failureDelayMs = options.failureDelayMs ?? 250;
-    const authenticated = new WeakMap<Connection, Principal>();
-    const failures = new WeakMap<Connection, number>();
+    const state = authStateOf(server, {
+      maxFailures: wholeNumber(options, 'maxFailures', 5, 1),
+      failureDelayMs: wholeNumber(options, 'failureDelayMs', 250, 0),
+      failureWindowMs: wholeNumber(options, 'failureWindowMs', 600_000, 1),
+      maxAddresses: wholeNumber(options, 'maxTrackedAddresses', 10_000, 1),
+      maxConcurrent: wholeNumber(options, 'maxConcurrentVerifications', 2, 1),
+      maxQueued: wholeNumber(options, 'maxQueuedVerifications', 32, 0),
+    });
+    const { credentials, throttle, verifications } = state;
+    const wait = options.wait ?? sleep;
     // Unknown users cost a full scrypt too, so timing does not tell which names exist.
     const decoyHash = hashPassword('decoy password');
 
+    /** The principal a credential stands for in this configuration; undefined once its token or user is gone. */
+    function principalOf(credential: Credential): Principal | undefined {
+      switch (credential.kind) {
+        case 'token':
+          return tokens.get(credential.digest)?.principal;
+        case 'user':
+          return users[credential.name]?.password === credential.hash ? principals.get(credential.name) : undefined;
+        case 'external':
+          // Another plugin's authenticate tap vouched for this user: no grants configured here.
+          return { user: credential.user, commands: null, readOnly: false };
+      }
+    }
+
     const authenticate = authenticateHook(server);
-    plugin.tapPromise(authenticate, async (_ctx, first, rest) => {
+    plugin.tapPromise(authenticate, async (ctx, first, rest) => {
       if (rest === '') {
         const given = digest(first);
-        let match: Principal | undefined;
+        let match: string | undefined;
         // Compare against every token, without stopping early.
-        for (const entry of tokenDigests) if (timingSafeEqual(given, entry.digest) && !match) match = entry.principal;
-        return match?.user === undefined ? undefined : `token:${match.user}`;
+        for (const [key, entry] of tokens) if (timingSafeEqual(given, entry.digest) && match === undefined) match = key;
+        return match === undefined ? undefined : `token:${match}`;
       }
+      if (!verifications.hasRoom()) throw CommandError.of('E_AUTH_BUSY');
+      const address = clientAddressKey(ctx.socket.remoteAddress);
       const user = users[first];
-      const ok = await verifyPassword(rest, user ? user.password : await decoyHash);
+      const ok = await verifications.run(async () => {
+        // Failures from this address may have used up its allowance while this check waited.
+        if (throttle.blocked(address)) throw CommandError.of('E_AUTH_THROTTLED');
+        return verifyPassword(rest, user ? user.password : await decoyHash);
+      });
       return ok && user ? `user:${first}` : undefined;
     });
 
-    plugin.addCommand(
-      {
-        name: 'auth',
-        access: 'read',
-        usage: 'auth <token> | auth <user> <password>',
-        summary: 'authenticate this connection',
-        failure: 'Authentication failed',
-        async run(ctx, first, rest) {
-          const result = first === '' ? undefined : await authenticate.promise(ctx, first, rest);
-          const principal = result === undefined ? undefined : principalOf(result);
-          if (principal) {
-            authenticated.set(ctx, principal);
-            failures.delete(ctx);
-            ctx.user = principal.user;
-            return;
-          }
-          const count = (failures.get(ctx) ?? 0) + 1;
-          failures.set(ctx, count);
-          ctx.log.warn({ connection: ctx.id, remote: ctx.remoteAddress, failures: count }, 'authentication failed');
-          await new Promise((resolve) => setTimeout(resolve, Math.min(failureDelayMs * 2 ** (count - 1), MAX_DELAY_MS)));
-          if (count >= maxFailures) {
-            ctx.end();
-            throw new CommandError('Too many failed attempts');
-          }
-          throw new CommandError('Authentication failed');
-        },
-      },
-    );
-
-    function principalOf(result: string): Principal | undefined {
-      if (result.startsWith('token:')) return tokenDigests.find((entry) => `token:${entry.principal.user}` === result)?.principal;
-      if (result.startsWith('user:')) return principals.get(result.slice(5));
-      // Another plugin's authenticate tap vouched for this user: no grants configured here.
-      return { user: result, commands: null, readOnly: false };
+    /** What the authenticate hook's answer means here. */
+    function credentialOf(result: string): Credential {
+      if (result.startsWith('token:') && tokens.has(result.slice(6))) return { kind: 'token', digest: result.slice(6) };
+      if (result.startsWith('user:') && users[result.slice(5)]) return { kind: 'user', name: result.slice(5), hash: users[result.slice(5)]!.password };
+      return { kind: 'external', user: result };
     }
+
+    const refuseAddress = (ctx: Connection, address: string): never => {
+      ctx.log.warn({ connection: ctx.id, address }, 'authentication refused: too many failures from this address');
+      ctx.end();
+      throw CommandError.of('E_AUTH_THROTTLED');
+    };
+
+    plugin.addCommand({
+      name: 'auth',
+      access: 'read',
+      usage: 'auth <token> | auth <user> <password>',
+      summary: 'authenticate this connection',
+      failure: 'Authentication failed',
+      async run(ctx, first, rest) {
+        const address = clientAddressKey(ctx.socket.remoteAddress);
+        if (throttle.blocked(address)) refuseAddress(ctx, address);
+        const before = throttle.count(address);
+        let result: string | undefined;
+        try {
+          result = first === '' ? undefined : await authenticate.promise(ctx, first, rest);
+        } catch (error) {
+          if (isCommandError(error) && error.code === 'E_AUTH_THROTTLED') refuseAddress(ctx, address);
+          throw error;
+        }
+        const credential = result === undefined ? undefined : credentialOf(result);
+        const principal = credential && principalOf(credential);
+        // The failure counts before the reply is delayed: hanging up early does not undo it.
+        const count = principal ? before : throttle.record(address);
+        if (!principal) ctx.log.warn({ connection: ctx.id, remote: ctx.remoteAddress, failures: count }, 'authentication failed');
+        const delay = throttle.delayFor(before, principal !== undefined);
+        if (delay > 0) await wait(delay);
+        if (principal) {
+          credentials.set(ctx, credential!);
+          ctx.user = principal.user;
+          return;
+        }
+        if (throttle.exhausted(count)) refuseAddress(ctx, address);
+        throw CommandError.of('E_AUTH_FAILED');
+      },
+    });
 
     plugin.tap(server.hooks.beforeCommand, (ctx: Connection, entry: CommandEntry, request: Request) => {
       if (PUBLIC_COMMANDS.has(entry.name)) return undefined;
-      const principal = authenticated.get(ctx);
-      if (!principal) return 'Authentication required';
-      if (principal.commands && !principal.commands.has(entry.name)) return 'Command not allowed';
-      if (principal.readOnly && accessOf(entry, request.arg1, request.arg2) === 'write') return 'Read-only user';
+      const credential = credentials.get(ctx);
+      const principal = credential && principalOf(credential);
+      if (!principal) {
+        // Its token or user left the configuration (plugin reload): logged out.
+        if (credential) {
+          credentials.delete(ctx);
+          ctx.user = null;
+        }
+        return replyText('E_AUTH_REQUIRED');
+      }
+      if (ctx.user !== principal.user) ctx.user = principal.user;
+      if (principal.commands && !principal.commands.has(entry.name)) return replyText('E_NOT_ALLOWED');
+      if (principal.readOnly && accessOf(entry, request.arg1, request.arg2) === 'write') return replyText('E_READ_ONLY');
       return undefined;
     });
   },
