@@ -82,7 +82,7 @@ for (const locking of MODES) {
 
   test(`${mode}: a short maxAge ends the session while it is only read; reads leave the stored expiry as it was`, async (t) => {
     const { port } = await startServer(t, { gcInterval: 0 });
-    const { url, store } = await startExpressApp(t, { store: { port, locking }, cookie: { maxAge: 1500 } });
+    const { url, store } = await startExpressApp(t, { store: { port, locking }, cookie: { maxAge: 3000 } });
     const client = await rawClient(t, port);
     const login = await get(`${url}/login?user=carl`);
     const sid: string = login.body.id;
@@ -108,7 +108,8 @@ for (const locking of MODES) {
     const { port } = await startServer(t, { gcInterval: 0 });
     const { url, store } = await startExpressApp(t, { store: { port, locking }, cookie: { maxAge: HOUR } });
     const client = await rawClient(t, port);
-    const soon = Date.now() + 1500;
+    // Far enough ahead that the request below comes before it, even on a busy machine.
+    const soon = Date.now() + 4000;
     await call((done) => store.set('touched-session-1', { cookie: cookieExpiring(soon), user: 'dora' }, done));
 
     // An unmodified request: express-session touches the session (resetMaxAge) instead of saving it.
