@@ -1,4 +1,4 @@
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { AddressInfo, Server, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { pino, type Logger } from 'pino';
 import { isHttpRequestLine, parseRequest, type Request } from '../protocol/request.js';
@@ -8,6 +8,7 @@ import { command, CommandRegistry, makeEntry, type CommandEntry, type CommandSpe
 import { Connection } from './connection.js';
 import { CommandError, isCommandError } from './errors.js';
 import { buildHooks, CORE_HOOKS, hookWithout, type AnyHook, type CoreHooks, type HookFactories } from './hooks.js';
+import { createListener, reloadCertificates, type TlsOptions } from './listener.js';
 import { packageInfo } from './package-info.js';
 import { PluginHost, type PluginSpec } from './plugin-host.js';
 
@@ -31,6 +32,8 @@ export interface LineServerOptions extends Partial<LineServerLimits> {
   commandsDir?: string;
   /** Plugins to apply at start, in order: objects, paths, package names, or [path, options]. */
   plugins?: PluginSpec[];
+  /** Serve TLS only (PEM file paths); with `ca`, clients need a certificate it signed. Files are read at listen() and reloadTls(). */
+  tls?: TlsOptions;
 }
 
 export const DEFAULT_LIMITS: LineServerLimits = {
@@ -77,6 +80,7 @@ export class LineServer {
   /** The commands folder, when one is configured. */
   readonly commandFiles: CommandFiles | null;
   private readonly pluginSpecs: readonly PluginSpec[];
+  private readonly tls: TlsOptions | undefined;
   protected readonly defaultHost: string;
   protected readonly defaultPort: number;
   private server: Server | null = null;
@@ -98,6 +102,7 @@ export class LineServer {
     this.commands = CommandRegistry.fromPrototypeChain(this);
     this.commandFiles = options.commandsDir ? new CommandFiles(this, options.commandsDir) : null;
     this.pluginSpecs = options.plugins ?? [];
+    this.tls = options.tls;
   }
 
   /** The hooks this server offers, as factories; a subclass adds its own to its parent's. */
@@ -143,11 +148,14 @@ export class LineServer {
 
   /** Starts accepting clients. Port 0 picks a free port; read it from `address()`. */
   async listen(options: { port?: number; host?: string } = {}): Promise<AddressInfo> {
+    // TLS files are read first: a bad one stops the start before the store opens.
+    const server = await createListener({ noDelay: true }, this.tls, (socket) => this.accept(socket), (error, remoteAddress) => {
+      this.log.debug({ code: error.code, reason: error.message, remoteAddress }, 'TLS handshake failed');
+    });
     await this.beforeListen();
     // Bad command files are reported and skipped; a bad plugin stops the start (auth must not fail open).
     await this.commandFiles?.loadAll();
     await this.plugins.loadAll(this.pluginSpecs);
-    const server = createServer({ noDelay: true }, (socket) => this.accept(socket));
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -161,6 +169,14 @@ export class LineServer {
     const address = server.address() as AddressInfo;
     await this.hooks.listening.promise(address);
     return address;
+  }
+
+  /**
+   * Reads the TLS certificate files again (renewals without restart): new connections use
+   * them. A bad file keeps the current ones in service and throws a ConfigError naming it.
+   */
+  async reloadTls(): Promise<void> {
+    if (this.tls && this.server) await reloadCertificates(this.server, this.tls);
   }
 
   address(): AddressInfo | null {

@@ -1,0 +1,246 @@
+import { copyFile, readFile, writeFile } from 'node:fs/promises';
+import { connect as netConnect } from 'node:net';
+import { join } from 'node:path';
+import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
+import test, { type ExecutionContext } from 'ava';
+import { SessionClient } from '../lib/client/index.js';
+import { ConfigError } from '../lib/core/errors.js';
+import { peerCertificateCommonName } from '../lib/core/listener.js';
+import { definePlugin } from '../lib/core/plugin-host.js';
+import { SessionServer, type SessionServerConfig } from '../lib/index.js';
+import { TestCa } from './fixtures/test-ca.js';
+import { startCli } from './support/cli-process.js';
+import { startServer, tempDir } from './support/server.js';
+
+/** A line client over TLS: the request lines go out once the handshake is done. */
+class TlsLines {
+  private buffer = '';
+  private readonly lines: Array<string | null> = [];
+  private readonly waiting: Array<(line: string | null) => void> = [];
+  /** Why the connection failed, if it did (a handshake refusal shows up here). */
+  error: Error | null = null;
+  readonly closed: Promise<void>;
+
+  private constructor(readonly socket: TLSSocket) {
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      this.buffer += chunk;
+      let end: number;
+      while ((end = this.buffer.indexOf('\r\n')) !== -1) {
+        this.push(this.buffer.slice(0, end));
+        this.buffer = this.buffer.slice(end + 2);
+      }
+    });
+    socket.on('error', (error) => (this.error ??= error));
+    this.closed = new Promise((resolve) =>
+      socket.once('close', () => {
+        this.push(null);
+        resolve();
+      }),
+    );
+  }
+
+  /** Resolves after the handshake as the client sees it (under TLS 1.3 the server may still refuse the client's certificate). */
+  static connect(port: number, options: ConnectionOptions): Promise<TlsLines> {
+    return new Promise((resolve, reject) => {
+      const socket = tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', ...options }, () => resolve(new TlsLines(socket)));
+      socket.once('error', reject);
+    });
+  }
+
+  private push(line: string | null): void {
+    const waiter = this.waiting.shift();
+    if (waiter) waiter(line);
+    else this.lines.push(line);
+  }
+
+  /** The next reply line, or null once the connection is closed. */
+  read(): Promise<string | null> {
+    if (this.lines.length) return Promise.resolve(this.lines.shift()!);
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  request(line: string): Promise<string | null> {
+    this.socket.write(`${line}\n`);
+    return this.read();
+  }
+}
+
+interface TlsSetup {
+  dir: string;
+  ca: TestCa;
+  caPem: Buffer;
+  server: { cert: string; key: string };
+}
+
+async function tlsSetup(t: ExecutionContext): Promise<TlsSetup> {
+  const dir = await tempDir(t, 'sessionserver-tls-');
+  const ca = await TestCa.create(dir);
+  return { dir, ca, caPem: await ca.pem(), server: await ca.serverCertificate() };
+}
+
+/** A plugin command answering the verified client certificate's CN: what an auth plugin would read. */
+const whoami = definePlugin({
+  name: 'whoami',
+  apply(_server, _options, ctx) {
+    ctx.addCommand({ name: 'whoami', usage: 'whoami', access: 'read', run: (connection) => peerCertificateCommonName(connection) ?? 'nobody' });
+  },
+});
+
+test('over TLS the protocol works as over TCP, for the Node client too', async (t) => {
+  const { caPem, server: files } = await tlsSetup(t);
+  const { port } = await startServer(t, { tls: files });
+  const lines = await TlsLines.connect(port, { ca: caPem });
+  t.regex((await lines.request('new')) ?? '', /^ok [0-9a-f]{32}$/);
+  t.is(await lines.request('put colour blue'), 'ok');
+  t.is(await lines.request('get colour'), 'ok blue');
+  lines.socket.end();
+
+  const client = await SessionClient.connect({ port, tls: { ca: caPem, servername: 'localhost' } });
+  t.teardown(() => client.disconnect());
+  await client.open('tls-session', 'rw');
+  await client.put('answer', 42);
+  t.is(await client.get('answer'), '42');
+  await client.close();
+});
+
+test('a plaintext client on the TLS port runs no command and is disconnected; TLS clients are still served', async (t) => {
+  const { caPem, server: files } = await tlsSetup(t);
+  const { server, port } = await startServer(t, { tls: files });
+  const plain = netConnect(port, '127.0.0.1');
+  plain.on('error', () => {});
+  let received = '';
+  plain.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
+  plain.write('new\nput pwned 1\nclose\n');
+  await new Promise((resolve) => plain.once('close', resolve));
+  t.false(/^(ok|err)\b/m.test(received), 'no reply line came back');
+  t.is(server.counters.commands, 0);
+  t.is(server.counters.connectionsTotal, 0, 'the plaintext client never became a connection');
+  t.is(await server.store.count(), 0);
+
+  const lines = await TlsLines.connect(port, { ca: caPem });
+  t.is(await lines.request('ping'), 'ok pong');
+});
+
+test('mutual TLS: a client certificate signed by the CA is served and its CN readable; no or foreign certificates are refused', async (t) => {
+  const { dir, ca, caPem, server: files } = await tlsSetup(t);
+  const alice = await ca.clientCertificate('alice');
+  const strangerCa = await TestCa.create(dir, 'stranger');
+  const mallory = await strangerCa.clientCertificate('mallory');
+  const { server, port } = await startServer(t, { tls: { ...files, ca: ca.cert }, plugins: [whoami] });
+
+  const withoutCertificate = await TlsLines.connect(port, { ca: caPem }).catch((error: Error) => error);
+  if (withoutCertificate instanceof TlsLines) {
+    // TLS 1.3: the client's handshake ends before the server checks it; the refusal arrives next.
+    withoutCertificate.socket.write('new\nput pwned 1\n');
+    t.is(await withoutCertificate.read(), null);
+    t.truthy(withoutCertificate.error, 'the server refused the handshake');
+  } else {
+    t.regex(withoutCertificate.message, /certificate/i);
+  }
+  const foreign = await TlsLines.connect(port, { ca: caPem, cert: await readFile(mallory.cert), key: await readFile(mallory.key) }).catch((error: Error) => error);
+  if (foreign instanceof TlsLines) {
+    foreign.socket.write('new\nput pwned 1\n');
+    t.is(await foreign.read(), null, 'closed without a reply');
+  } else {
+    t.regex(foreign.message, /certificate|alert/i);
+  }
+  t.is(server.counters.commands, 0, 'no command of a refused client ran');
+  t.is(server.counters.connectionsTotal, 0);
+
+  const lines = await TlsLines.connect(port, { ca: caPem, cert: await readFile(alice.cert), key: await readFile(alice.key) });
+  t.is(await lines.request('whoami'), 'ok alice');
+  t.is(await lines.request('open shared rw'), 'ok');
+  t.is(await lines.request('put by alice'), 'ok');
+  t.is(await lines.request('get by'), 'ok alice');
+});
+
+test('without mutual TLS no client certificate is asked for, so no CN is trusted', async (t) => {
+  const { ca, caPem, server: files } = await tlsSetup(t);
+  const alice = await ca.clientCertificate('alice');
+  const { port } = await startServer(t, { tls: files, plugins: [whoami] });
+  const lines = await TlsLines.connect(port, { ca: caPem, cert: await readFile(alice.cert), key: await readFile(alice.key) });
+  t.is(await lines.request('whoami'), 'ok nobody');
+});
+
+test('reloadTls: new connections get the renewed certificate, established ones go on; a bad file keeps the current one', async (t) => {
+  const { dir, caPem, server: first } = await tlsSetup(t);
+  const live = { cert: join(dir, 'live.pem'), key: join(dir, 'live.key') };
+  await copyFile(first.cert, live.cert);
+  await copyFile(first.key, live.key);
+  const { server, port } = await startServer(t, { tls: live });
+  const before = await TlsLines.connect(port, { ca: caPem });
+  t.is(await before.request('ping'), 'ok pong');
+
+  // The renewal comes from another CA, so which certificate a client got is plain to see.
+  const renewalCa = await TestCa.create(dir, 'renewal');
+  const renewed = await renewalCa.serverCertificate();
+  await copyFile(renewed.cert, live.cert);
+  await copyFile(renewed.key, live.key);
+  await server.reloadTls();
+
+  const after = await TlsLines.connect(port, { ca: await renewalCa.pem() });
+  t.is(await after.request('ping'), 'ok pong');
+  await t.throwsAsync(TlsLines.connect(port, { ca: caPem }), { message: /certificate/i }, 'the old certificate is no longer served');
+  t.is(await before.request('ping'), 'ok pong', 'the established connection is untouched');
+
+  await writeFile(live.key, 'not a key\n');
+  const error = await t.throwsAsync(server.reloadTls(), { instanceOf: ConfigError });
+  t.true(error!.message.includes(live.key));
+  const still = await TlsLines.connect(port, { ca: await renewalCa.pem() });
+  t.is(await still.request('ping'), 'ok pong', 'the renewed certificate stays in service');
+});
+
+const startFailure = async (t: ExecutionContext, config: SessionServerConfig): Promise<string> => {
+  const server = new SessionServer({ logLevel: 'silent', storage: 'memory', ...config });
+  const error = await t.throwsAsync(server.listen({ port: 0, host: '127.0.0.1' }), { instanceOf: ConfigError });
+  t.is(server.address(), null, 'no port was opened');
+  return error!.message;
+};
+
+test('bad TLS files stop the start with a message naming the file and the problem', async (t) => {
+  const { dir, ca, server: files } = await tlsSetup(t);
+  const missing = join(dir, 'missing.pem');
+  t.is(await startFailure(t, { tls: { cert: missing, key: files.key } }), `TLS certificate ${missing}: no such file (ENOENT)`);
+  t.is(await startFailure(t, { tls: { cert: files.cert, key: missing } }), `TLS key ${missing}: no such file (ENOENT)`);
+  t.is(await startFailure(t, { tls: { cert: files.cert, key: '' } }), `TLS: the certificate ${files.cert} needs its key (tls.key, --tls-key)`);
+  t.is(await startFailure(t, { tls: { cert: files.cert, key: files.key, ca: dir } }), `TLS CA certificate ${dir}: is a directory, not a PEM file (EISDIR)`);
+  const other = await ca.serverCertificate('other');
+  t.true((await startFailure(t, { tls: { cert: files.cert, key: other.key } })).startsWith(`TLS key ${other.key} does not belong to the certificate ${files.cert}`));
+  const garbage = join(dir, 'garbage.pem');
+  await writeFile(garbage, 'hello\n');
+  t.true((await startFailure(t, { tls: { cert: garbage, key: files.key } })).startsWith(`TLS certificate ${garbage}: not a PEM certificate`));
+});
+
+test('sessionserver serve: a missing certificate file exits non-zero with one line and no stack', async (t) => {
+  const { dir, server: files } = await tlsSetup(t);
+  const missing = join(dir, 'nope.pem');
+  const cli = await startCli(t, ['--storage', 'memory', '--tls-cert', missing, '--tls-key', files.key]).catch((error: Error) => error);
+  t.true(cli instanceof Error, 'the server did not start');
+  const output = (cli as Error).message.replace(/^sessionserver exited early:\n/, '').trim();
+  t.is(output, `TLS certificate ${missing}: no such file (ENOENT)`);
+});
+
+test('sessionserver serve: a certificate without a key is refused at start', async (t) => {
+  const { server: files } = await tlsSetup(t);
+  const cli = await startCli(t, ['--storage', 'memory', '--tls-cert', files.cert]).catch((error: Error) => error);
+  t.true(cli instanceof Error);
+  t.is((cli as Error).message.replace(/^sessionserver exited early:\n/, '').trim(), `TLS: the certificate ${files.cert} needs its key (tls.key, --tls-key)`);
+});
+
+test('sessionserver serve with SESSIONSERVER_TLS_* variables serves mutual TLS', async (t) => {
+  const { ca, caPem, server: files } = await tlsSetup(t);
+  const alice = await ca.clientCertificate('alice');
+  const cli = await startCli(t, ['--storage', 'memory'], {
+    env: { SESSIONSERVER_TLS_CERT: files.cert, SESSIONSERVER_TLS_KEY: files.key, SESSIONSERVER_TLS_CA: ca.cert },
+  });
+  await t.throwsAsync(async () => {
+    const lines = await TlsLines.connect(cli.port, { ca: caPem });
+    // Under TLS 1.3 the refusal comes after the client's handshake: reading shows it.
+    const reply = await lines.request('ping');
+    if (reply === null) throw lines.error ?? new Error('closed');
+  });
+  const client = await SessionClient.connect({ port: cli.port, tls: { ca: caPem, servername: 'localhost', cert: await readFile(alice.cert), key: await readFile(alice.key) } });
+  t.teardown(() => client.disconnect());
+  t.is(await client.ping(), 'pong');
+});
