@@ -1,4 +1,4 @@
-import { SessionServerError } from './errors.js';
+import { isServerError } from './errors.js';
 import type { SessionClient } from './session-client.js';
 import { decodeSessionValues } from './values.js';
 
@@ -8,7 +8,6 @@ export interface StoredSession {
   [key: string]: any;
 }
 
-const NOT_FOUND = 'Could not open session.';
 
 /**
  * Stored values → a session. Every session is one, whoever wrote it: a PHP login has no
@@ -33,7 +32,7 @@ export function isExpired(session: StoredSession): boolean {
 export async function readStored(client: SessionClient, serverId: string): Promise<Record<string, string> | null> {
   const [opened, values] = await Promise.allSettled([client.open(serverId, 'r'), client.getAll(), client.close()]);
   if (opened.status === 'rejected') {
-    if (isServerError(opened.reason, NOT_FOUND)) return null;
+    if (isServerError(opened.reason, 'E_OPEN_FAILED')) return null;
     throw opened.reason;
   }
   if (values.status === 'rejected') throw values.reason;
@@ -54,7 +53,7 @@ export async function openExisting(client: SessionClient, serverId: string): Pro
     await (existed ? client.close() : client.destroy()).catch(() => {});
     throw values.reason;
   }
-  if (probe.status === 'rejected' && !isServerError(probe.reason, NOT_FOUND)) {
+  if (probe.status === 'rejected' && !isServerError(probe.reason, 'E_OPEN_FAILED')) {
     await client.close().catch(() => {});
     throw probe.reason;
   }
@@ -82,8 +81,4 @@ export async function all(requests: Array<Promise<unknown>>): Promise<void> {
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && !Buffer.isBuffer(value);
-}
-
-function isServerError(error: unknown, message: string): boolean {
-  return error instanceof SessionServerError && error.message === message;
 }

@@ -19,6 +19,8 @@ export const REPLY_TEXTS = {
   E_INPUT_BUDGET: 'Server input buffer full, retry later',
   // Sessions.
   E_NO_SESSION: 'No session opened.',
+  /** `open`/`new` failed: no such session for `r`, a bad id or mode, or storage trouble. */
+  E_OPEN_FAILED: 'Could not open session.',
   E_LOCKED: 'Session is locked',
   E_LOCK_ABORTED: 'Lock wait aborted',
   E_NO_KEY: 'Key does not exist',

@@ -152,7 +152,7 @@ export class SessionServer extends LineServer {
   @command({ usage: 'open <sid> [r|w|rw]', summary: 'open a session (default rw; r needs an existing one)', failure: 'Could not open session.', access: OPEN_ACCESS })
   async cmd_open(ctx: SessionConnection, id: string, modeName: string): Promise<void> {
     const mode = MODES[modeName.toLowerCase()];
-    if (mode === undefined || !isValidSessionId(id)) throw new CommandError('Could not open session.', 'E_COMMAND_FAILED');
+    if (mode === undefined || !isValidSessionId(id)) throw CommandError.of('E_OPEN_FAILED');
     await this.sessions.open(ctx, id, mode);
   }
 

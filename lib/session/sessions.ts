@@ -39,7 +39,7 @@ export class Sessions {
     let session: OpenSession;
     try {
       const data = await this.store.load(id);
-      if (data === undefined && mode === 'r') throw new CommandError('Could not open session.', 'E_COMMAND_FAILED');
+      if (data === undefined && mode === 'r') throw CommandError.of('E_OPEN_FAILED');
       session = new OpenSession(id, mode, data, lock);
     } catch (error) {
       await lock?.release();
