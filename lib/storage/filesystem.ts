@@ -1,21 +1,36 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, stat, unlink, utimes } from 'node:fs/promises';
+import { constants, type Stats } from 'node:fs';
+import { lstat, mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { StoreError } from '../core/errors.js';
+import { DEFAULTS } from '../config/defaults.js';
+import { ConfigError, StoreError } from '../core/errors.js';
 import { isValidSessionId } from '../protocol/session-id.js';
 import type { SessionData, SessionExpiry, SessionStore } from './contract.js';
+import { isSystemError, StorageGuard, type StorageLogger } from './guard.js';
+import { checkLifetime } from './lifetime.js';
 
 export interface FilesystemStoreOptions {
   /** Folder holding one file per session; created (mode 0700) if missing. */
   savePath: string;
   /** fsync each file and its folder before acknowledging: survives power loss, not only a crash. */
   fsync?: boolean;
+  /** Milliseconds one operation may take before it fails with `Storage unavailable` (`storageTimeout`); 0 waits forever. Default 1000. */
+  timeout?: number;
+  /** Where outages and an unsafe save folder are logged. */
+  log?: StorageLogger;
 }
 
 const FILE_PREFIX = 'sess_';
 const TEMP_SUFFIX = '.tmp';
 // A temp file this old belongs to a write that died with its process.
 const STALE_TEMP_MS = 60 * 60 * 1000;
+// Never through a symbolic link (someone else's file), never blocking on a FIFO planted in the folder.
+const OPEN_SESSION_FILE = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+// A fresh temp file: never an existing name, never through a symbolic link.
+const CREATE_TEMP_FILE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+const WRITABLE_BY_GROUP = 0o020;
+const WRITABLE_BY_OTHERS = 0o002;
+const STICKY = 0o1000;
 
 /**
  * The file format. Version 1 (no own lifetime) is written exactly as before per-session
@@ -29,10 +44,19 @@ interface DecodedFile {
   lifetime: number | null;
 }
 
+/** A session file as read: its values, own lifetime and last access (mtime). */
+interface ReadFile extends DecodedFile {
+  lastAccess: number;
+}
+
 /**
  * One JSON file per session, like PHP's `files` handler; the file's mtime is the last access.
  * Writes go to a temp file renamed over the old one, so a killed process leaves either the
  * old or the new session, never a torn one.
+ *
+ * The folder must be this process's own: it is created 0700, a folder other users can write
+ * to (without the sticky bit) is refused, session files are opened without following
+ * symbolic links, and temp files of writes that died with an earlier process go at start.
  *
  * Per-session lifetimes live in the file. `save` keeps a session's lifetime without reading
  * the file first: this process learns every lifetime when it loads a session (the server
@@ -42,19 +66,53 @@ interface DecodedFile {
 export class FilesystemStore implements SessionStore {
   readonly name = 'filesystem';
   readonly savePath: string;
+  /** Bounds every operation in time (a hung disk or network mount) and reports outages. */
+  readonly guard: StorageGuard;
   private readonly fsync: boolean;
+  private readonly log: StorageLogger | undefined;
   /** Own lifetimes (seconds) of the sessions this process has seen with one. */
   private readonly lifetimes = new Map<string, number>();
   /** Per-session queue of writes, so `setLifetime`'s read-modify-write never interleaves with a save or destroy. */
   private readonly writes = new Map<string, Promise<unknown>>();
+  private warnedAboutLinks = false;
 
   constructor(options: FilesystemStoreOptions) {
     this.savePath = resolve(options.savePath);
     this.fsync = options.fsync ?? false;
+    this.log = options.log;
+    this.guard = new StorageGuard({ storage: this.name, timeoutMs: options.timeout ?? DEFAULTS.storageTimeout, log: options.log, isUnavailable: isSystemError });
   }
 
   async open(): Promise<void> {
     await mkdir(this.savePath, { recursive: true, mode: 0o700 });
+    await this.checkFolder();
+    await this.removeLeftoverTemps();
+  }
+
+  /**
+   * Anyone who can write to the folder can plant a session (or a link) under any id, or
+   * replace one: refused, unless the sticky bit stops them from touching our files (then a
+   * warning, as they can still create new ones, like PHP's default /tmp).
+   */
+  private async checkFolder(): Promise<void> {
+    const folder = await stat(this.savePath);
+    if (!folder.isDirectory()) throw new ConfigError(`savePath ${this.savePath} is not a folder`);
+    const writableByOthers = (folder.mode & (WRITABLE_BY_GROUP | WRITABLE_BY_OTHERS)) !== 0;
+    if (!writableByOthers) return;
+    if ((folder.mode & STICKY) === 0) {
+      throw new ConfigError(
+        `savePath ${this.savePath} is writable by other users, who could plant or replace session files: ` +
+          `make it private (chmod 700) or at least set the sticky bit (chmod +t)`,
+      );
+    }
+    this.log?.warn({ storage: this.name, savePath: this.savePath }, 'save folder is writable by other users (sticky bit set): they can create session files; chmod 700 it');
+  }
+
+  /** Temp files of writes cut short by a crash; no write of this process has started yet. */
+  private async removeLeftoverTemps(): Promise<void> {
+    for (const name of await readdir(this.savePath)) {
+      if (name.startsWith(FILE_PREFIX) && name.endsWith(TEMP_SUFFIX)) await unlink(join(this.savePath, name)).catch(ignoreMissing);
+    }
   }
 
   private pathOf(id: string): string {
@@ -63,24 +121,22 @@ export class FilesystemStore implements SessionStore {
     return join(this.savePath, FILE_PREFIX + id);
   }
 
-  async load(id: string): Promise<SessionData | undefined> {
-    const path = this.pathOf(id);
-    const file = await this.read(id, path);
-    if (!file) return undefined;
-    await this.markAccess(path);
-    return file.data;
+  load(id: string): Promise<SessionData | undefined> {
+    return this.guard.run(async () => (await this.read(id, this.pathOf(id), true))?.data);
   }
 
-  async save(id: string, data: SessionData): Promise<void> {
-    const path = this.pathOf(id);
-    await this.queueWrite(id, () => this.write(path, data, this.lifetimes.get(id) ?? null));
+  save(id: string, data: SessionData): Promise<void> {
+    return this.guard.run(async () => {
+      const path = this.pathOf(id);
+      await this.queueWrite(id, () => this.write(path, data, this.lifetimes.get(id) ?? null));
+    });
   }
 
   private async write(path: string, data: SessionData, lifetime: number | null): Promise<void> {
     const temp = `${path}.${randomBytes(6).toString('hex')}${TEMP_SUFFIX}`;
     const values = Object.fromEntries(data);
     const file: SessionFile = lifetime === null ? { v: 1, data: values } : { v: 2, data: values, lifetime };
-    const handle = await open(temp, 'w', 0o600);
+    const handle = await open(temp, CREATE_TEMP_FILE, 0o600);
     try {
       await handle.writeFile(JSON.stringify(file));
       if (this.fsync) await handle.sync();
@@ -88,6 +144,7 @@ export class FilesystemStore implements SessionStore {
       await handle.close();
     }
     try {
+      // rename replaces a symbolic link itself, never its target.
       await rename(temp, path);
     } catch (error) {
       await unlink(temp).catch(() => {});
@@ -96,97 +153,121 @@ export class FilesystemStore implements SessionStore {
     if (this.fsync) await this.syncFolder();
   }
 
-  async destroy(id: string): Promise<boolean> {
-    const path = this.pathOf(id);
-    return this.queueWrite(id, async () => {
-      this.lifetimes.delete(id);
-      try {
-        await unlink(path);
+  destroy(id: string): Promise<boolean> {
+    return this.guard.run(async () => {
+      const path = this.pathOf(id);
+      return this.queueWrite(id, async () => {
+        this.lifetimes.delete(id);
+        try {
+          await unlink(path);
+          return true;
+        } catch (error) {
+          if (isMissing(error)) return false;
+          throw error;
+        }
+      });
+    });
+  }
+
+  touch(id: string): Promise<boolean> {
+    return this.guard.run(async () => {
+      const path = this.pathOf(id);
+      const lifetime = this.lifetimes.get(id);
+      const touched = await this.withFile(path, async (handle, info) => {
+        if (lifetime !== undefined && hasExpired(info.mtimeMs, lifetime)) return false;
+        await markAccess(handle);
         return true;
-      } catch (error) {
-        if (isMissing(error)) return false;
-        throw error;
-      }
+      });
+      return touched ?? false;
     });
   }
 
-  async touch(id: string): Promise<boolean> {
-    const path = this.pathOf(id);
-    const lifetime = this.lifetimes.get(id);
-    if (lifetime !== undefined && (await this.hasExpired(path, lifetime))) return false;
-    return this.markAccess(path);
-  }
-
-  async setLifetime(id: string, seconds: number | null): Promise<boolean> {
-    const path = this.pathOf(id);
-    return this.queueWrite(id, async () => {
-      const file = await this.read(id, path);
-      if (!file) return false;
-      // Unchanged (an express-session touch on every request): only record the access.
-      if (file.lifetime === seconds) return this.markAccess(path);
-      await this.write(path, file.data, seconds);
-      this.learnLifetime(id, seconds);
-      return true;
+  setLifetime(id: string, seconds: number | null): Promise<boolean> {
+    return this.guard.run(async () => {
+      checkLifetime(seconds);
+      const path = this.pathOf(id);
+      return this.queueWrite(id, async () => {
+        const file = await this.read(id, path, false);
+        if (!file) return false;
+        // Unchanged (an express-session touch on every request): only record the access.
+        if (file.lifetime === seconds) return (await this.withFile(path, async (handle) => (await markAccess(handle), true))) ?? false;
+        await this.write(path, file.data, seconds);
+        this.learnLifetime(id, seconds);
+        return true;
+      });
     });
   }
 
-  async expiry(id: string): Promise<SessionExpiry | undefined> {
-    const path = this.pathOf(id);
-    const file = await this.read(id, path);
-    if (!file) return undefined;
-    try {
-      const { mtimeMs } = await stat(path);
-      return { lifetime: file.lifetime, lastAccess: mtimeMs };
-    } catch (error) {
-      if (isMissing(error)) return undefined;
-      throw error;
-    }
+  expiry(id: string): Promise<SessionExpiry | undefined> {
+    return this.guard.run(async () => {
+      const file = await this.read(id, this.pathOf(id), false);
+      return file && { lifetime: file.lifetime, lastAccess: file.lastAccess };
+    });
   }
 
-  async ids(): Promise<string[]> {
-    const ids: string[] = [];
-    for (const name of await readdir(this.savePath)) {
-      if (!name.startsWith(FILE_PREFIX) || name.endsWith(TEMP_SUFFIX)) continue;
-      const id = name.slice(FILE_PREFIX.length);
-      if (!isValidSessionId(id)) continue;
-      try {
-        if (await this.read(id, join(this.savePath, name))) ids.push(id);
-      } catch (error) {
-        // One unreadable file must not hide the others.
-        if (!(error instanceof StoreError)) throw error;
+  ids(): Promise<string[]> {
+    return this.guard.run(async () => {
+      const ids: string[] = [];
+      for (const name of await readdir(this.savePath)) {
+        if (!name.startsWith(FILE_PREFIX) || name.endsWith(TEMP_SUFFIX)) continue;
+        const id = name.slice(FILE_PREFIX.length);
+        if (!isValidSessionId(id)) continue;
+        try {
+          if (await this.read(id, join(this.savePath, name), false)) ids.push(id);
+        } catch (error) {
+          // One unreadable file must not hide the others.
+          if (!(error instanceof StoreError)) throw error;
+        }
       }
-    }
-    return ids;
+      return ids;
+    });
   }
 
-  /** The decoded file without recording an access; undefined when missing or expired. */
-  private async read(id: string, path: string): Promise<DecodedFile | undefined> {
-    let text: string;
+  /**
+   * The decoded file, recording an access when `markRead`; undefined when missing, expired,
+   * or not a plain file (a symbolic link or a FIFO someone put there is not a session).
+   */
+  private async read(id: string, path: string, markRead: boolean): Promise<ReadFile | undefined> {
+    return this.withFile(path, async (handle, info) => {
+      const file = decode(await handle.readFile('utf8'), path);
+      this.learnLifetime(id, file.lifetime);
+      if (file.lifetime !== null && hasExpired(info.mtimeMs, file.lifetime)) return undefined;
+      if (markRead) await markAccess(handle);
+      return { ...file, lastAccess: info.mtimeMs };
+    });
+  }
+
+  /** Runs `use` on the session file opened without following links; undefined when there is no such plain file. */
+  private async withFile<T>(path: string, use: (handle: FileHandle, info: Stats) => Promise<T>): Promise<T | undefined> {
+    let handle: FileHandle;
     try {
-      text = await readFile(path, 'utf8');
+      handle = await open(path, OPEN_SESSION_FILE);
     } catch (error) {
       if (isMissing(error)) return undefined;
+      if ((error as NodeJS.ErrnoException).code === 'ELOOP') return this.refusedLink();
       throw error;
     }
-    const file = decode(text, path);
-    this.learnLifetime(id, file.lifetime);
-    if (file.lifetime !== null && (await this.hasExpired(path, file.lifetime))) return undefined;
-    return file;
+    try {
+      const info = await handle.stat();
+      if (!info.isFile()) return this.refusedLink();
+      return await use(handle, info);
+    } finally {
+      await handle.close();
+    }
+  }
+
+  private refusedLink(): undefined {
+    if (!this.warnedAboutLinks) {
+      this.warnedAboutLinks = true;
+      // Not the file's name: it holds a session id.
+      this.log?.warn({ storage: this.name, savePath: this.savePath }, 'ignoring a session file that is a symbolic link or not a plain file');
+    }
+    return undefined;
   }
 
   private learnLifetime(id: string, lifetime: number | null): void {
     if (lifetime === null) this.lifetimes.delete(id);
     else this.lifetimes.set(id, lifetime);
-  }
-
-  private async hasExpired(path: string, lifetimeSeconds: number): Promise<boolean> {
-    try {
-      const { mtimeMs } = await stat(path);
-      return Date.now() - mtimeMs >= lifetimeSeconds * 1000;
-    } catch (error) {
-      if (isMissing(error)) return true;
-      throw error;
-    }
   }
 
   private queueWrite<T>(id: string, task: () => Promise<T>): Promise<T> {
@@ -206,67 +287,62 @@ export class FilesystemStore implements SessionStore {
   /** Own lifetime of a file this process has not loaded yet, read only when `collect` must know it. */
   private async lifetimeOnDisk(id: string, path: string): Promise<number | null> {
     try {
-      const lifetime = decode(await readFile(path, 'utf8'), path).lifetime;
+      const lifetime = (await this.withFile(path, async (handle) => decode(await handle.readFile('utf8'), path).lifetime)) ?? null;
       this.learnLifetime(id, lifetime);
       return lifetime;
     } catch (error) {
-      if (isMissing(error) || error instanceof StoreError) return null;
+      if (error instanceof StoreError) return null;
       throw error;
     }
   }
 
-  async collect(maxIdleMs: number, isHeld: (id: string) => boolean): Promise<number> {
-    const now = Date.now();
-    let removed = 0;
-    for (const name of await readdir(this.savePath)) {
-      if (!name.startsWith(FILE_PREFIX)) continue;
-      const path = join(this.savePath, name);
-      const isTemp = name.endsWith(TEMP_SUFFIX);
-      const id = name.slice(FILE_PREFIX.length);
-      if (!isTemp && (!isValidSessionId(id) || isHeld(id))) continue;
-      try {
-        const { mtimeMs } = await stat(path);
-        const idleMs = now - mtimeMs;
-        if (isTemp) {
-          if (idleMs < STALE_TEMP_MS) continue;
-        } else {
-          // A session's own lifetime overrides maxIdleMs, longer or shorter. One this process
-          // has not seen is read only once the session is idle past maxIdleMs.
-          let lifetime = this.lifetimes.get(id) ?? null;
-          if (lifetime === null && idleMs >= maxIdleMs) lifetime = await this.lifetimeOnDisk(id, path);
-          if (idleMs < (lifetime === null ? maxIdleMs : lifetime * 1000)) continue;
-          // Re-check: a client may have opened it while we were reading the folder.
-          if (isHeld(id)) continue;
+  collect(maxIdleMs: number, isHeld: (id: string) => boolean): Promise<number> {
+    return this.guard.run(async () => {
+      const now = Date.now();
+      let removed = 0;
+      for (const name of await readdir(this.savePath)) {
+        if (!name.startsWith(FILE_PREFIX)) continue;
+        const path = join(this.savePath, name);
+        const isTemp = name.endsWith(TEMP_SUFFIX);
+        const id = name.slice(FILE_PREFIX.length);
+        if (!isTemp && (!isValidSessionId(id) || isHeld(id))) continue;
+        try {
+          // lstat: a link's own age, never its target's.
+          const info = await lstat(path);
+          if (!info.isFile()) continue;
+          const idleMs = now - info.mtimeMs;
+          if (isTemp) {
+            if (idleMs < STALE_TEMP_MS) continue;
+          } else {
+            // A session's own lifetime overrides maxIdleMs, longer or shorter. One this process
+            // has not seen is read only once the session is idle past maxIdleMs.
+            let lifetime = this.lifetimes.get(id) ?? null;
+            if (lifetime === null && idleMs >= maxIdleMs) lifetime = await this.lifetimeOnDisk(id, path);
+            if (idleMs < (lifetime === null ? maxIdleMs : lifetime * 1000)) continue;
+            // Re-check: a client may have opened it while we were reading the folder.
+            if (isHeld(id)) continue;
+          }
+          await unlink(path);
+          if (!isTemp) {
+            this.lifetimes.delete(id);
+            removed++;
+          }
+        } catch (error) {
+          if (!isMissing(error)) throw error;
         }
-        await unlink(path);
-        if (!isTemp) {
-          this.lifetimes.delete(id);
-          removed++;
-        }
-      } catch (error) {
-        if (!isMissing(error)) throw error;
       }
-    }
-    return removed;
+      return removed;
+    });
   }
 
-  async count(): Promise<number> {
-    const names = await readdir(this.savePath);
-    return names.filter((name) => name.startsWith(FILE_PREFIX) && !name.endsWith(TEMP_SUFFIX)).length;
+  count(): Promise<number> {
+    return this.guard.run(async () => {
+      const names = await readdir(this.savePath);
+      return names.filter((name) => name.startsWith(FILE_PREFIX) && !name.endsWith(TEMP_SUFFIX)).length;
+    });
   }
 
   async close(): Promise<void> {}
-
-  private async markAccess(path: string): Promise<boolean> {
-    const now = new Date();
-    try {
-      await utimes(path, now, now);
-      return true;
-    } catch (error) {
-      if (isMissing(error)) return false;
-      throw error;
-    }
-  }
 
   private async syncFolder(): Promise<void> {
     const folder = await open(this.savePath, 'r');
@@ -276,6 +352,16 @@ export class FilesystemStore implements SessionStore {
       await folder.close();
     }
   }
+}
+
+/** Records an access: the file's mtime is its last access. */
+async function markAccess(handle: FileHandle): Promise<void> {
+  const now = new Date();
+  await handle.utimes(now, now);
+}
+
+function hasExpired(lastAccess: number, lifetimeSeconds: number): boolean {
+  return Date.now() - lastAccess >= lifetimeSeconds * 1000;
 }
 
 function decode(text: string, path: string): DecodedFile {
@@ -295,4 +381,8 @@ function decode(text: string, path: string): DecodedFile {
 
 function isMissing(error: unknown): boolean {
   return (error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
+}
+
+function ignoreMissing(error: unknown): void {
+  if (!isMissing(error)) throw error;
 }

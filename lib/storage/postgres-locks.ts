@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { StoreError } from '../core/errors.js';
+import type { StorageGuard } from './guard.js';
 import { LeaseLockManager, type LockAttempt } from './lease-locks.js';
 import type { PostgresNames } from './postgres-schema.js';
 
@@ -34,7 +35,9 @@ export class PostgresLocks extends LeaseLockManager {
     private readonly pool: pg.Pool,
     private readonly connection: pg.ClientConfig,
     private readonly names: PostgresNames,
-    leaseMs?: number,
+    leaseMs: number | undefined,
+    /** The store's: lock round trips are storage operations too, bounded in time. */
+    private readonly guard: StorageGuard,
   ) {
     super(leaseMs);
   }
@@ -91,11 +94,16 @@ export class PostgresLocks extends LeaseLockManager {
     this.reconnectTimer.unref();
   }
 
+  /** One round trip on the pool, bounded like every storage operation. */
+  private query<R extends pg.QueryResultRow>(text: string, values: unknown[]): Promise<pg.QueryResult<R>> {
+    return this.guard.run(() => this.pool.query<R>(text, values));
+  }
+
   protected async tryLock(sessionId: string, token: string): Promise<LockAttempt> {
     const { locks } = this.names;
     // Take the row if it is free or its lease ran out; otherwise mark it contended (so its
     // release will notify) and report how long the holder's lease has left.
-    const { rows } = await this.pool.query<{ taken: boolean; retry_ms: string | null }>(
+    const { rows } = await this.query<{ taken: boolean; retry_ms: string | null }>(
       `WITH taken AS (
          INSERT INTO ${locks} AS l (id, owner, expires_at)
          VALUES ($1, $2, clock_timestamp() + $3 * interval '1 millisecond')
@@ -118,7 +126,7 @@ export class PostgresLocks extends LeaseLockManager {
   }
 
   protected async unlock(sessionId: string, token: string): Promise<void> {
-    await this.pool.query(
+    await this.query(
       `WITH gone AS (DELETE FROM ${this.names.locks} WHERE id = $1 AND owner = $2 RETURNING contended)
        SELECT pg_notify($3, $4) FROM gone WHERE contended`,
       [sessionId, token, this.names.releaseChannel, releaseTag(sessionId)],
@@ -127,7 +135,7 @@ export class PostgresLocks extends LeaseLockManager {
 
   protected async renew(locks: ReadonlyMap<string, string>): Promise<string[]> {
     const ids = [...locks.keys()];
-    const { rows } = await this.pool.query<{ id: string }>(
+    const { rows } = await this.query<{ id: string }>(
       `UPDATE ${this.names.locks} AS l SET expires_at = clock_timestamp() + $3 * interval '1 millisecond'
        FROM unnest($1::text[], $2::text[]) AS held(id, owner)
        WHERE l.id = held.id AND l.owner = held.owner

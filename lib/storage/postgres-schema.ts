@@ -76,32 +76,43 @@ const MIGRATIONS: Array<(names: PostgresNames) => string[]> = [
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
+// Creating or upgrading the tables may wait for another instance's migration or rewrite a
+// large table: far more time than one session operation (storageTimeout) gets.
+const MIGRATION_TIMEOUT_MS = 60_000;
+
 /**
  * Creates or upgrades the tables (up to `target`, normally the latest version), once,
  * however many instances start at the same moment. Resolves with the version reached.
  */
 export async function migrate(pool: pg.Pool, names: PostgresNames, target = SCHEMA_VERSION): Promise<number> {
   const client = await pool.connect();
+  // pg honours a per-query query_timeout; its types do not list it.
+  const query = <R extends pg.QueryResultRow>(text: string, values?: unknown[]) =>
+    client.query<R>({ text, values, query_timeout: MIGRATION_TIMEOUT_MS } as pg.QueryConfig);
+  let failure: Error | undefined;
   try {
-    await client.query('BEGIN');
-    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [names.migrationLockKey]);
-    await client.query(`CREATE TABLE IF NOT EXISTS ${names.version} (version integer NOT NULL)`);
-    const { rows } = await client.query<{ version: number }>(`SELECT version FROM ${names.version}`);
+    await query('BEGIN');
+    await query(`SET LOCAL statement_timeout = ${MIGRATION_TIMEOUT_MS}`);
+    await query('SELECT pg_advisory_xact_lock(hashtext($1))', [names.migrationLockKey]);
+    await query(`CREATE TABLE IF NOT EXISTS ${names.version} (version integer NOT NULL)`);
+    const { rows } = await query<{ version: number }>(`SELECT version FROM ${names.version}`);
     let version = rows[0]?.version ?? 0;
-    if (rows.length === 0) await client.query(`INSERT INTO ${names.version} (version) VALUES (0)`);
+    if (rows.length === 0) await query(`INSERT INTO ${names.version} (version) VALUES (0)`);
     if (version > SCHEMA_VERSION) {
       throw new StoreError(`the session tables have schema version ${version}; this sessionserver knows only up to ${SCHEMA_VERSION}`);
     }
     for (; version < target; version++) {
-      for (const statement of MIGRATIONS[version]!(names)) await client.query(statement);
+      for (const statement of MIGRATIONS[version]!(names)) await query(statement);
     }
-    await client.query(`UPDATE ${names.version} SET version = $1`, [version]);
-    await client.query('COMMIT');
+    await query(`UPDATE ${names.version} SET version = $1`, [version]);
+    await query('COMMIT');
     return version;
   } catch (error) {
+    failure = error as Error;
     await client.query('ROLLBACK').catch(() => {});
     throw error;
   } finally {
-    client.release();
+    // A connection that failed mid-migration is closed, not handed back to the pool.
+    client.release(failure);
   }
 }

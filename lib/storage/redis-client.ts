@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, ReplyError, type ClusterNode, type RedisOptions } from 'ioredis';
 import { ConfigError, StoreError } from '../core/errors.js';
 import { isValidSessionId } from '../protocol/session-id.js';
 import { DEFAULTS } from '../config/defaults.js';
@@ -38,7 +38,7 @@ function nodeOptions(timeoutMs: number): RedisOptions {
     connectTimeout: bound ?? 10_000,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
-    retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times - 1, 10), MAX_RECONNECT_DELAY_MS) + Math.floor(Math.random() * 50),
+    retryStrategy: (times: number) => Math.min(50 * 2 ** (times - 1), MAX_RECONNECT_DELAY_MS) + Math.floor(Math.random() * 50),
   };
 }
 
@@ -55,8 +55,8 @@ export interface RedisClientOptions {
  * - `redis+cluster://[user:password@]host:port,host:port` (`rediss+cluster://`): a Redis Cluster,
  *   found from any of its nodes.
  */
-export function createRedisClient(url: string, options: RedisClientOptions = {}): RedisClient {
-  const perNode = nodeOptions(options.timeoutMs ?? DEFAULTS.storageTimeout);
+export function createRedisClient(url: string, clientOptions: RedisClientOptions = {}): RedisClient {
+  const perNode = nodeOptions(clientOptions.timeoutMs ?? DEFAULTS.storageTimeout);
   const match = /^(rediss?)\+(cluster|sentinel):\/\/(?:([^@/]*)@)?([^/?#]+)(\/[^?#]*)?(?:\?([^#]*))?$/.exec(url);
   if (!match) {
     if (!/^rediss?:\/\//.test(url)) throw new ConfigError('redisUrl must start with redis://, rediss://, redis+sentinel:// or redis+cluster://');
@@ -106,6 +106,20 @@ function parseHostPort(text: string): ClusterNode & { host: string; port: number
   const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+))(?::(\d{1,5}))?$/.exec(text.trim());
   if (!match) throw new ConfigError(`invalid host in Redis URL: ${JSON.stringify(text)}`);
   return { host: match[1] ?? match[2]!, port: match[3] ? Number(match[3]) : 6379 };
+}
+
+// Replies that mean "not now" rather than "wrong request": out of memory, still loading, a
+// replica or a failover, a busy script, credentials that no longer work.
+const UNAVAILABLE_REPLY = /^(OOM|LOADING|READONLY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|BUSY|NOREPLICAS|NOAUTH|WRONGPASS)\b/;
+
+/**
+ * True when an error of the Redis client means Redis cannot serve now: no connection, no
+ * answer in time, or a reply such as OOM or LOADING. A refused request (a bug) is not one.
+ */
+export function isRedisUnavailable(error: unknown): boolean {
+  if (!(error instanceof Error) || error instanceof StoreError) return false;
+  if (error instanceof ReplyError) return UNAVAILABLE_REPLY.test(error.message);
+  return true;
 }
 
 /** A second connection to the same Redis, with the same options (for subscribing). */

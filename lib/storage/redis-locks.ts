@@ -1,3 +1,4 @@
+import type { StorageGuard } from './guard.js';
 import { LeaseLockManager, type LockAttempt } from './lease-locks.js';
 import { connectRedis, duplicateRedisClient, LuaScript, type RedisClient, type RedisKeys } from './redis-client.js';
 
@@ -39,6 +40,8 @@ export class RedisLocks extends LeaseLockManager {
     leaseMs: number | undefined,
     /** The sessions' time to live, refreshed while a writer holds them. */
     private readonly sessionTtlMs: number,
+    /** The store's: lock round trips are storage operations too, bounded in time. */
+    private readonly guard: StorageGuard,
   ) {
     super(leaseMs);
   }
@@ -58,21 +61,21 @@ export class RedisLocks extends LeaseLockManager {
   }
 
   protected async tryLock(sessionId: string, token: string): Promise<LockAttempt> {
-    const [taken, ttl] = (await ACQUIRE.run(this.redis, [this.keys.lock(sessionId)], [token, this.leaseMs])) as [number, number?];
+    const [taken, ttl] = (await this.guard.run(() => ACQUIRE.run(this.redis, [this.keys.lock(sessionId)], [token, this.leaseMs]))) as [number, number?];
     if (taken === 1) return { acquired: true };
     // -1: a lock without expiry (set by hand); -2: gone already. Re-check within a lease either way.
     return { acquired: false, retryInMs: ttl! >= 0 ? ttl! : ttl === -2 ? 0 : this.leaseMs };
   }
 
   protected async unlock(sessionId: string, token: string): Promise<void> {
-    await RELEASE.run(this.redis, [this.keys.lock(sessionId)], [token, this.keys.releases(sessionId)]);
+    await this.guard.run(() => RELEASE.run(this.redis, [this.keys.lock(sessionId)], [token, this.keys.releases(sessionId)]));
   }
 
   protected async renew(locks: ReadonlyMap<string, string>): Promise<string[]> {
     // One script per lock: in a Cluster the locks live on different nodes.
     const results = await Promise.all(
       [...locks].map(([id, token]) =>
-        RENEW.run(this.redis, [this.keys.lock(id), this.keys.data(id)], [token, this.leaseMs, this.sessionTtlMs]).then(
+        this.guard.run(() => RENEW.run(this.redis, [this.keys.lock(id), this.keys.data(id)], [token, this.leaseMs, this.sessionTtlMs])).then(
           (renewed) => (renewed === 1 ? null : id),
           () => null,
         ),

@@ -2,7 +2,9 @@ import { DEFAULTS } from '../config/defaults.js';
 import { ConfigError, StoreError } from '../core/errors.js';
 import { isValidSessionId } from '../protocol/session-id.js';
 import type { SessionData, SessionExpiry, SessionStore } from './contract.js';
-import { connectRedis, createRedisClient, DEFAULT_REDIS_URL, LuaScript, RedisKeys, type RedisClient } from './redis-client.js';
+import { StorageGuard, type StorageLogger } from './guard.js';
+import { checkLifetime } from './lifetime.js';
+import { connectRedis, createRedisClient, DEFAULT_REDIS_URL, isRedisUnavailable, LuaScript, RedisKeys, type RedisClient } from './redis-client.js';
 import { RedisLocks } from './redis-locks.js';
 
 export interface RedisStoreOptions {
@@ -14,6 +16,10 @@ export interface RedisStoreOptions {
   maxLifetime?: number;
   /** Milliseconds a writer lock lives without renewal. Default 10000. */
   lockLease?: number;
+  /** Milliseconds one operation may take before it fails with `Storage unavailable` (`storageTimeout`); 0 waits forever. Default 1000. */
+  timeout?: number;
+  /** Where outages are logged (one warning when one starts, one info line when it ends). */
+  log?: StorageLogger;
 }
 
 // A session is a hash: user keys carry a `=` before them, so no key can collide with ours.
@@ -107,6 +113,8 @@ export class RedisStore implements SessionStore {
   readonly locks: RedisLocks;
   readonly keys: RedisKeys;
   readonly client: RedisClient;
+  /** Bounds every operation in time and reports outages. */
+  readonly guard: StorageGuard;
   private readonly ttlMs: number;
   private closed = false;
 
@@ -115,8 +123,10 @@ export class RedisStore implements SessionStore {
     if (!Number.isSafeInteger(maxLifetime) || maxLifetime < 1) throw new ConfigError('the redis store needs maxLifetime >= 1 second');
     this.ttlMs = maxLifetime * 1000;
     this.keys = new RedisKeys(options.prefix);
-    this.client = createRedisClient(options.url ?? DEFAULT_REDIS_URL);
-    this.locks = new RedisLocks(this.client, this.keys, options.lockLease, this.ttlMs);
+    const timeoutMs = options.timeout ?? DEFAULTS.storageTimeout;
+    this.guard = new StorageGuard({ storage: this.name, timeoutMs, log: options.log, isUnavailable: isRedisUnavailable });
+    this.client = createRedisClient(options.url ?? DEFAULT_REDIS_URL, { timeoutMs });
+    this.locks = new RedisLocks(this.client, this.keys, options.lockLease, this.ttlMs, this.guard);
   }
 
   async open(): Promise<void> {
@@ -124,70 +134,87 @@ export class RedisStore implements SessionStore {
     await this.locks.start();
   }
 
-  async load(id: string): Promise<SessionData | undefined> {
-    const now = Date.now();
-    const [fields] = await Promise.all([
-      LOAD.run(this.client, [this.keys.data(id)], [now, this.ttlMs]) as Promise<string[] | null>,
-      this.client.zadd(this.keys.accessIndex, 'XX', now, id),
-    ]);
-    if (!fields) return undefined;
-    const data = new Map<string, string>();
-    for (let i = 0; i < fields.length; i += 2) {
-      const field = fields[i]!;
-      if (field.startsWith(VALUE_MARK)) data.set(field.slice(VALUE_MARK.length), fields[i + 1]!);
-    }
-    return data;
+  load(id: string): Promise<SessionData | undefined> {
+    return this.guard.run(async () => {
+      const now = Date.now();
+      const [fields] = await Promise.all([
+        LOAD.run(this.client, [this.keys.data(id)], [now, this.ttlMs]) as Promise<string[] | null>,
+        this.client.zadd(this.keys.accessIndex, 'XX', now, id),
+      ]);
+      if (!fields) return undefined;
+      const data = new Map<string, string>();
+      for (let i = 0; i < fields.length; i += 2) {
+        const field = fields[i]!;
+        if (field.startsWith(VALUE_MARK)) data.set(field.slice(VALUE_MARK.length), fields[i + 1]!);
+      }
+      return data;
+    });
   }
 
-  async save(id: string, data: SessionData): Promise<void> {
-    const now = Date.now();
-    const args: Array<string | number> = [this.locks.tokenOf(id) ?? '', now, this.ttlMs];
-    for (const [key, value] of data) args.push(VALUE_MARK + key, value);
-    const [written] = await Promise.all([
-      SAVE.run(this.client, [this.keys.data(id), this.keys.lock(id)], args),
-      this.client.zadd(this.keys.accessIndex, now, id),
-    ]);
-    if (written !== 1) throw new StoreError('not written: the writer lock on this session was lost (its lease ran out)');
+  save(id: string, data: SessionData): Promise<void> {
+    return this.guard.run(async () => {
+      const now = Date.now();
+      const args: Array<string | number> = [this.locks.tokenOf(id) ?? '', now, this.ttlMs];
+      for (const [key, value] of data) args.push(VALUE_MARK + key, value);
+      const [written] = await Promise.all([
+        SAVE.run(this.client, [this.keys.data(id), this.keys.lock(id)], args),
+        this.client.zadd(this.keys.accessIndex, now, id),
+      ]);
+      if (written !== 1) throw new StoreError('not written: the writer lock on this session was lost (its lease ran out)');
+    });
   }
 
-  async destroy(id: string): Promise<boolean> {
-    const [deleted] = await Promise.all([this.client.del(this.keys.data(id)), this.client.zrem(this.keys.accessIndex, id)]);
-    return deleted === 1;
+  destroy(id: string): Promise<boolean> {
+    return this.guard.run(async () => {
+      const [deleted] = await Promise.all([this.client.del(this.keys.data(id)), this.client.zrem(this.keys.accessIndex, id)]);
+      return deleted === 1;
+    });
   }
 
-  async touch(id: string): Promise<boolean> {
-    const now = Date.now();
-    const [touched] = await Promise.all([
-      TOUCH.run(this.client, [this.keys.data(id)], [now, this.ttlMs]),
-      this.client.zadd(this.keys.accessIndex, 'XX', now, id),
-    ]);
-    return touched === 1;
+  touch(id: string): Promise<boolean> {
+    return this.guard.run(async () => {
+      const now = Date.now();
+      const [touched] = await Promise.all([
+        TOUCH.run(this.client, [this.keys.data(id)], [now, this.ttlMs]),
+        this.client.zadd(this.keys.accessIndex, 'XX', now, id),
+      ]);
+      return touched === 1;
+    });
   }
 
-  async setLifetime(id: string, seconds: number | null): Promise<boolean> {
-    const now = Date.now();
-    const [set] = await Promise.all([
-      SET_LIFETIME.run(this.client, [this.keys.data(id)], [now, this.ttlMs, seconds === null ? '' : seconds]),
-      this.client.zadd(this.keys.accessIndex, 'XX', now, id),
-    ]);
-    return set === 1;
+  setLifetime(id: string, seconds: number | null): Promise<boolean> {
+    return this.guard.run(async () => {
+      checkLifetime(seconds);
+      const now = Date.now();
+      const [set] = await Promise.all([
+        SET_LIFETIME.run(this.client, [this.keys.data(id)], [now, this.ttlMs, seconds === null ? '' : seconds]),
+        this.client.zadd(this.keys.accessIndex, 'XX', now, id),
+      ]);
+      return set === 1;
+    });
   }
 
-  async expiry(id: string): Promise<SessionExpiry | undefined> {
-    const [access, lifetime] = await this.client.hmget(this.keys.data(id), ACCESS_FIELD, LIFETIME_FIELD);
-    if (access === null || access === undefined) return undefined;
-    return { lifetime: lifetime == null ? null : Number(lifetime), lastAccess: Number(access) };
+  expiry(id: string): Promise<SessionExpiry | undefined> {
+    return this.guard.run(async () => {
+      const [access, lifetime] = await this.client.hmget(this.keys.data(id), ACCESS_FIELD, LIFETIME_FIELD);
+      if (access === null || access === undefined) return undefined;
+      return { lifetime: lifetime == null ? null : Number(lifetime), lastAccess: Number(access) };
+    });
   }
 
   /** Walks the index; entries of sessions Redis has expired are left out. */
   async ids(): Promise<string[]> {
     const ids: string[] = [];
+    // Each batch within the timeout: a long listing goes on as long as Redis answers.
     for (let offset = 0; ; offset += COLLECT_BATCH) {
-      const batch = await this.client.zrange(this.keys.accessIndex, String(offset), String(offset + COLLECT_BATCH - 1));
-      if (batch.length === 0) return ids;
-      const valid = batch.filter(isValidSessionId);
-      const exists = await Promise.all(valid.map((id) => this.client.exists(this.keys.data(id))));
-      ids.push(...valid.filter((_, i) => exists[i] === 1));
+      const found = await this.guard.run(async () => {
+        const batch = await this.client.zrange(this.keys.accessIndex, String(offset), String(offset + COLLECT_BATCH - 1));
+        const valid = batch.filter(isValidSessionId);
+        const exists = await Promise.all(valid.map((id) => this.client.exists(this.keys.data(id))));
+        return { more: batch.length > 0, ids: valid.filter((_, i) => exists[i] === 1) };
+      });
+      if (!found.more) return ids;
+      ids.push(...found.ids);
     }
   }
 
@@ -201,26 +228,30 @@ export class RedisStore implements SessionStore {
     const cutoff = now - maxIdleMs;
     let removed = 0;
     let offset = 0;
+    // Each batch within the timeout: a long sweep goes on as long as Redis answers.
     for (;;) {
-      const ids = await this.client.zrangebyscore(this.keys.accessIndex, '-inf', `(${cutoff}`, 'LIMIT', offset, COLLECT_BATCH);
-      if (ids.length === 0) return removed;
-      const outcomes = await Promise.all(
-        ids.map((id) => {
-          if (!isValidSessionId(id)) return -1;
-          if (isHeld(id)) return 0;
-          return COLLECT.run(this.client, [this.keys.data(id), this.keys.lock(id)], [cutoff, now]) as Promise<number>;
-        }),
-      );
-      const gone = ids.filter((_, i) => outcomes[i] !== 0);
-      removed += outcomes.filter((outcome) => outcome === 1).length;
-      if (gone.length > 0) await UNINDEX.run(this.client, [this.keys.accessIndex], [cutoff, ...gone]);
-      offset += ids.length - gone.length;
+      const batch = await this.guard.run(async () => {
+        const ids = await this.client.zrangebyscore(this.keys.accessIndex, '-inf', `(${cutoff}`, 'LIMIT', offset, COLLECT_BATCH);
+        const outcomes = await Promise.all(
+          ids.map((id) => {
+            if (!isValidSessionId(id)) return -1;
+            if (isHeld(id)) return 0;
+            return COLLECT.run(this.client, [this.keys.data(id), this.keys.lock(id)], [cutoff, now]) as Promise<number>;
+          }),
+        );
+        const gone = ids.filter((_, i) => outcomes[i] !== 0);
+        if (gone.length > 0) await UNINDEX.run(this.client, [this.keys.accessIndex], [cutoff, ...gone]);
+        return { size: ids.length, gone: gone.length, removed: outcomes.filter((outcome) => outcome === 1).length };
+      });
+      if (batch.size === 0) return removed;
+      removed += batch.removed;
+      offset += batch.size - batch.gone;
     }
   }
 
   /** Sessions in the index; one that Redis expired leaves it at the next sweep. */
-  async count(): Promise<number> {
-    return this.client.zcard(this.keys.accessIndex);
+  count(): Promise<number> {
+    return this.guard.run(() => this.client.zcard(this.keys.accessIndex));
   }
 
   async close(): Promise<void> {
