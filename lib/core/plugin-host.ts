@@ -51,7 +51,7 @@ export function definePlugin<Options = undefined, Server extends LineServer = an
 }
 
 /** Plugins shipped in this package's plugins/ folder, usable by bare name. */
-export const SHIPPED_PLUGINS = ['auth', 'logging', 'hot-reload'];
+export const SHIPPED_PLUGINS = ['auth', 'logging', 'hot-reload', 'metrics'];
 const SHIPPED_FOLDER = fileURLToPath(new URL('../../plugins/', import.meta.url));
 
 interface LoadedPlugin {

@@ -14,6 +14,7 @@ import { restOfLine } from '../protocol/request.js';
 import { parseSessionPayload, toJson, toPhpSerialized } from './session-data-codec.js';
 import { isValidSessionId, newSessionId } from '../protocol/session-id.js';
 import { Sessions } from './sessions.js';
+import { reportingStoreFailures } from './store-failures.js';
 import type { SessionStore } from '../storage/contract.js';
 import { createStore } from '../storage/index.js';
 import { replyText } from '../protocol/replies.js';
@@ -53,6 +54,16 @@ const TTL_ACCESS = (seconds: string) => (seconds === '' ? 'read' : 'write') as '
 
 const sessionNeedOf = (entry: CommandEntry): SessionNeed => (entry.spec as SessionCommandSpec).session ?? 'none';
 
+/** `metrics: { port }` applies the shipped metrics plugin: the line core knows nothing of metrics. */
+function withMetricsPlugin(config: SessionServerConfig): SessionServerConfig {
+  const { metrics } = config;
+  if (metrics?.port === undefined) return config;
+  const plugins = config.plugins ?? [];
+  if (plugins.some((spec) => spec === 'metrics' || (Array.isArray(spec) && spec[0] === 'metrics'))) return config;
+  const options = { port: metrics.port, host: metrics.host ?? DEFAULTS.metricsHost, storageTimeout: config.storageTimeout ?? DEFAULTS.storageTimeout };
+  return { ...config, plugins: [...plugins, ['metrics', options]] };
+}
+
 /**
  * The session server: the classic HTTP_SessionServer protocol and sessionserver's
  * additions, each a `cmd_<word>` method. Subclass it to add or override commands.
@@ -69,8 +80,11 @@ export class SessionServer extends LineServer {
   private gcTimer: NodeJS.Timeout | null = null;
 
   constructor(config: SessionServerConfig = {}) {
-    super(config);
-    this.store = createStore(config);
+    super(withMetricsPlugin(config));
+    // Every failed storage operation fires `storageError`, whoever called the store.
+    this.store = reportingStoreFailures(createStore(config), (error) => {
+      if (this.hooks.storageError.isUsed()) this.hooks.storageError.call(error);
+    });
     this.maxLifetime = config.maxLifetime ?? DEFAULTS.maxLifetime;
     this.listSessionIds = config.listSessionIds ?? false;
     this.gcInterval = config.gcInterval ?? DEFAULTS.gcInterval;
