@@ -137,7 +137,7 @@ test('Redis goes away and comes back: clients get err meanwhile, then both insta
 
   await own.kill();
   // storageTimeout bounds the wait for an answer that cannot come; the read timeout is only a safety net.
-  t.is(await onB.request(`open ${sid} r`, 20_000), 'err Could not open session.');
+  t.is(await onB.request(`open ${sid} r`, 20_000), 'err Storage unavailable');
 
   await own.start();
   // Each instance reconnects on its own schedule (backoff of at most two seconds).

@@ -128,9 +128,9 @@ for (const driver of DRIVERS) {
     const cutOff = (savedBy + accessedFrom) / 2;
     t.is(await store.collect(Math.floor(Date.now() - cutOff), (id) => id === 'held'), 1);
     t.is(await store.load('idle'), undefined);
-    t.truthy(await store.load('loaded'));
-    t.truthy(await store.load('touched'));
-    t.truthy(await store.load('held'), 'held sessions are spared');
+    t.deepEqual(asObject(await store.load('loaded')), { x: '1' });
+    t.deepEqual(asObject(await store.load('touched')), { x: '1' });
+    t.deepEqual(asObject(await store.load('held')), { x: '1' }, 'held sessions are spared');
     t.is(await store.count(), 3);
     t.is(await store.collect(60_000, () => false), 0, 'nothing is idle for a minute');
   });
@@ -168,7 +168,7 @@ for (const driver of DRIVERS) {
     t.deepEqual((await store.ids!()).sort(), ['back', 'long']);
     // The own lifetime overrides maxIdleMs both ways.
     await store.collect(0, () => false);
-    t.truthy(await store.load('long'));
+    t.deepEqual(asObject(await store.load('long')), { v: '1' });
     t.is(await store.load('back'), undefined);
     t.is(await store.load('short'), undefined);
   });
