@@ -89,7 +89,10 @@ export class SessionServer extends LineServer {
     this.listSessionIds = config.listSessionIds ?? false;
     this.gcInterval = config.gcInterval ?? DEFAULTS.gcInterval;
     const locks = this.store.locks ?? new LockTable();
-    this.sessions = new Sessions(this.store, locks, config.lockTimeout ?? DEFAULTS.lockTimeout, this.hooks);
+    this.sessions = new Sessions(this.store, locks, config.lockTimeout ?? DEFAULTS.lockTimeout, this.hooks, {
+      maxBytes: config.maxSessionSize ?? DEFAULTS.maxSessionSize,
+      storeBytesFree: this.store.bytesFree ? () => this.store.bytesFree!() : undefined,
+    });
   }
 
   protected override defineHooks(): HookFactories {

@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { CommandError } from '../core/errors.js';
 import type { LockManager, SessionLock } from '../locks/lock-table.js';
 import type { SessionServerHooks } from './hooks.js';
-import { OpenSession, type SessionMode } from './open-session.js';
+import { OpenSession, type SessionLimits, type SessionMode } from './open-session.js';
 import type { SessionConnection } from './session-connection.js';
 import type { SessionStore } from '../storage/contract.js';
 
@@ -21,6 +21,8 @@ export class Sessions {
     readonly locks: LockManager,
     private readonly lockTimeoutMs: number,
     private readonly hooks: SessionServerHooks,
+    /** What every write must fit in: maxSessionSize, and the store's own room when it has a limit. */
+    private readonly limits: SessionLimits = { maxBytes: Number.POSITIVE_INFINITY },
   ) {}
 
   isHeld = (id: string): boolean => this.holders.has(id);
@@ -40,7 +42,7 @@ export class Sessions {
     try {
       const data = await this.store.load(id);
       if (data === undefined && mode === 'r') throw CommandError.of('E_OPEN_FAILED');
-      session = new OpenSession(id, mode, data, lock);
+      session = new OpenSession(id, mode, data, lock, this.limits);
     } catch (error) {
       await lock?.release();
       throw error;
@@ -70,7 +72,16 @@ export class Sessions {
 
   /** Writes pending changes and keeps the session open read-only, freeing the writer lock. */
   async commit(ctx: SessionConnection, session: OpenSession): Promise<void> {
-    if (session.writable && session.dirty) await this.store.save(session.id, session.handOver());
+    if (session.writable && session.dirty) {
+      const values = session.handOver();
+      try {
+        await this.store.save(session.id, values);
+      } catch (error) {
+        // Refused (store full) or failed: the changes stay pending, the writer lock stays held.
+        session.restore(values);
+        throw error;
+      }
+    }
     session.mode = 'r';
     await this.releaseLock(session);
     if (this.hooks.sessionCommit.isUsed()) this.hooks.sessionCommit.call(ctx, session);

@@ -66,4 +66,11 @@ export interface SessionStore {
    * it only when id listing is enabled (`listSessionIds`): ids are credentials.
    */
   ids?(): Promise<string[]>;
+  /**
+   * Bytes of session data (UTF-8 keys and values) the store can still take, for a store
+   * with a memory limit (the memory store's maxMemory). The server then refuses a write
+   * that would not fit once saved, with `err Storage memory limit reached (maxMemory)`;
+   * `save` refuses such a write too (a CommandError E_STORE_FULL), changing nothing.
+   */
+  bytesFree?(): number;
 }

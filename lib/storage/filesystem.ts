@@ -6,6 +6,7 @@ import { DEFAULTS } from '../config/defaults.js';
 import { ConfigError, StoreError } from '../core/errors.js';
 import { isValidSessionId } from '../protocol/session-id.js';
 import type { SessionData, SessionExpiry, SessionStore } from './contract.js';
+import { writeSessionJson } from './session-file-writer.js';
 import { isSystemError, StorageGuard, type StorageLogger } from './guard.js';
 import { checkLifetime } from './lifetime.js';
 
@@ -134,14 +135,17 @@ export class FilesystemStore implements SessionStore {
 
   private async write(path: string, data: SessionData, lifetime: number | null): Promise<void> {
     const temp = `${path}.${randomBytes(6).toString('hex')}${TEMP_SUFFIX}`;
-    const values = Object.fromEntries(data);
-    const file: SessionFile = lifetime === null ? { v: 1, data: values } : { v: 2, data: values, lifetime };
     const handle = await open(temp, CREATE_TEMP_FILE, 0o600);
+    let complete = false;
     try {
-      await handle.writeFile(JSON.stringify(file));
+      // Entry by entry: a big session never becomes one giant string.
+      await writeSessionJson(handle, data, lifetime);
       if (this.fsync) await handle.sync();
+      complete = true;
     } finally {
       await handle.close();
+      // A write that failed half way leaves the old file in place and no temp file behind.
+      if (!complete) await unlink(temp).catch(() => {});
     }
     try {
       // rename replaces a symbolic link itself, never its target.

@@ -23,7 +23,7 @@ export function createStore(config: SessionServerConfig, log: StorageLogger | un
   const timeout = config.storageTimeout ?? DEFAULTS.storageTimeout;
   switch (storage) {
     case 'memory':
-      return new MemoryStore();
+      return new MemoryStore({ maxMemory: config.maxMemory });
     case 'filesystem':
       return new FilesystemStore({ savePath: config.savePath ?? DEFAULTS.savePath, fsync: config.fsync, timeout, log });
     case 'redis':
