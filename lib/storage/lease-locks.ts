@@ -24,6 +24,13 @@ interface WaitQueue {
   recheck: NodeJS.Timeout | null;
 }
 
+/** A lock the store may hold for this instance although no client of ours does: its attempt or release got no answer. */
+interface AbandonedLock {
+  token: string;
+  /** After this (ms since the epoch) the lease has freed it anyway. */
+  until: number;
+}
+
 interface HeldLock {
   token: string;
   /** The renewal found the lock gone or owned by another: the lease ran out (stalled process, store failover). */
@@ -51,6 +58,8 @@ export abstract class LeaseLockManager implements LockManager {
   private sequence = 0;
   private readonly held = new Map<string, HeldLock>();
   private readonly queues = new Map<string, WaitQueue>();
+  private readonly abandoned = new Map<string, AbandonedLock[]>();
+  private abandonedPrunedAt = 0;
   private renewTimer: NodeJS.Timeout | null = null;
   private renewing = false;
   private closed = false;
@@ -84,7 +93,15 @@ export abstract class LeaseLockManager implements LockManager {
     if (this.closed || signal?.aborted) throw new LockWaitAbortedError();
     if (!this.queues.has(sessionId) && !this.held.has(sessionId)) {
       const token = this.newToken();
-      const attempt = await this.tryLock(sessionId, token);
+      this.clearAbandoned(sessionId);
+      let attempt: LockAttempt;
+      try {
+        attempt = await this.tryLock(sessionId, token);
+      } catch (error) {
+        // Timed out or cut off: the store may have taken the lock all the same.
+        this.abandon(sessionId, token);
+        throw error;
+      }
       if (attempt.acquired && this.closed) {
         await this.unlock(sessionId, token).catch(() => {});
         throw new LockWaitAbortedError();
@@ -148,10 +165,12 @@ export abstract class LeaseLockManager implements LockManager {
         // A lock this instance holds is handed on by its release, which pumps again.
         if (queue.waiters.length === 0 || this.held.has(sessionId)) return;
         const token = this.newToken();
+        this.clearAbandoned(sessionId);
         let attempt: LockAttempt;
         try {
           attempt = await this.tryLock(sessionId, token);
         } catch {
+          this.abandon(sessionId, token);
           attempt = { acquired: false, retryInMs: RETRY_AFTER_ERROR_MS };
         }
         if (attempt.acquired && this.closed) await this.unlock(sessionId, token).catch(() => {});
@@ -200,11 +219,48 @@ export abstract class LeaseLockManager implements LockManager {
         released = true;
         if (this.held.get(sessionId)?.token === token) this.held.delete(sessionId);
         if (this.closed) return;
-        // A failed release is not the client's problem: the lease frees the lock.
-        await this.unlock(sessionId, token).catch(() => {});
+        // A failed release is not the client's problem: the lease frees the lock, or the
+        // next writer of this instance on the session deletes it (clearAbandoned).
+        await this.unlock(sessionId, token).catch(() => this.abandon(sessionId, token));
         if (this.queues.has(sessionId)) void this.pump(sessionId);
       },
     };
+  }
+
+  /**
+   * Remembers a lock the store may hold for us after an attempt or a release that got no
+   * answer (a timeout: the command may still have run). Its lease frees it in the end; until
+   * then the next writer of this instance on the session deletes it, so that writer need not
+   * wait out a lease nobody holds. Entries older than a lease are dropped on the way.
+   */
+  private abandon(sessionId: string, token: string, until = Date.now() + this.leaseMs): void {
+    const now = Date.now();
+    const list = this.abandoned.get(sessionId);
+    const entry = { token, until };
+    if (list) list.push(entry);
+    else this.abandoned.set(sessionId, [entry]);
+    if (now - this.abandonedPrunedAt < this.leaseMs) return;
+    this.abandonedPrunedAt = now;
+    for (const [id, entries] of this.abandoned) {
+      const live = entries.filter((abandoned) => abandoned.until > now);
+      if (live.length === 0) this.abandoned.delete(id);
+      else this.abandoned.set(id, live);
+    }
+  }
+
+  /**
+   * Deletes the session's abandoned locks (compare-and-delete by token, so never another's).
+   * Not awaited: the attempt that follows on the same connection comes after it (Redis), or
+   * is woken by its release announcement (PostgreSQL marks the lock contended first).
+   */
+  private clearAbandoned(sessionId: string): void {
+    const entries = this.abandoned.get(sessionId);
+    if (!entries) return;
+    this.abandoned.delete(sessionId);
+    const now = Date.now();
+    for (const { token, until } of entries) {
+      if (until > now) this.unlock(sessionId, token).catch(() => this.abandon(sessionId, token, until));
+    }
   }
 
   private newToken(): string {
