@@ -1,6 +1,7 @@
 import { getHeapStatistics } from 'node:v8';
 import { CommandError } from '../core/errors.js';
 import type { SessionData, SessionExpiry, SessionStore } from './contract.js';
+import { checkLifetime } from './lifetime.js';
 import { sessionBytes } from './session-size.js';
 
 export interface MemoryStoreOptions {
@@ -104,6 +105,7 @@ export class MemoryStore implements SessionStore {
   }
 
   async setLifetime(id: string, seconds: number | null): Promise<boolean> {
+    checkLifetime(seconds);
     const record = this.sessions.get(id);
     const now = Date.now();
     if (!record || hasExpired(record, now)) return false;
