@@ -1,6 +1,8 @@
+import { execFile, spawnSync } from 'node:child_process';
 import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import test, { type ExecutionContext } from 'ava';
 import { SessionClient } from '../lib/client/index.js';
@@ -102,6 +104,17 @@ test('over TLS the protocol works as over TCP, for the Node client too', async (
   await client.put('answer', 42);
   t.is(await client.get('answer'), '42');
   await client.close();
+});
+
+test('a TLS client that half-closes after its last line still gets every reply', async (t) => {
+  const { caPem, server: files } = await tlsSetup(t);
+  const { port } = await startServer(t, { tls: files });
+  const lines = await TlsLines.connect(port, { ca: caPem });
+  lines.socket.end('new\nput colour blue\nget colour\n');
+  t.regex((await lines.read()) ?? '', /^ok [0-9a-f]{32}$/);
+  t.is(await lines.read(), 'ok');
+  t.is(await lines.read(), 'ok blue');
+  t.is(await lines.read(), null);
 });
 
 test('a plaintext client on the TLS port runs no command and is disconnected; TLS clients are still served', async (t) => {
@@ -243,4 +256,54 @@ test('sessionserver serve with SESSIONSERVER_TLS_* variables serves mutual TLS',
   const client = await SessionClient.connect({ port: cli.port, tls: { ca: caPem, servername: 'localhost', cert: await readFile(alice.cert), key: await readFile(alice.key) } });
   t.teardown(() => client.disconnect());
   t.is(await client.ping(), 'pong');
+});
+
+// PHP's handler over tls:// (Debian's php-cli; CI installs it, so there it never skips).
+const PHP_AUTOLOAD = fileURLToPath(new URL('../clients/php/autoload.php', import.meta.url));
+const phpTest = spawnSync('php', ['-v']).status === 0 || process.env.CI ? test : test.skip;
+
+/** One PHP request: session_start with the handler over TLS, `$_SESSION['via']` set, written at the end. */
+const PHP_REQUEST = `
+require getenv('SS_AUTOLOAD');
+ini_set('session.use_cookies', '0');
+ini_set('session.use_only_cookies', '0');
+ini_set('session.cache_limiter', '');
+$file = fn (string $name) => getenv($name) === '' ? null : getenv($name);
+session_set_save_handler(new SessionServer\\SessionHandler('127.0.0.1', (int) getenv('SS_PORT'), 15.0, null, true, $file('SS_CA'), $file('SS_CERT'), $file('SS_KEY')), true);
+session_id(getenv('SS_SID'));
+if (!@session_start()) {
+    fwrite(STDERR, error_get_last()['message'] ?? 'session_start failed');
+    exit(3);
+}
+$_SESSION['via'] = 'php over tls';
+session_write_close();
+echo "written\\n";
+`;
+
+function phpOverTls(port: number, sid: string, files: { ca: string; cert?: string; key?: string }): Promise<{ code: number; stdout: string; stderr: string }> {
+  const env = { ...process.env, SS_AUTOLOAD: PHP_AUTOLOAD, SS_PORT: String(port), SS_SID: sid, SS_CA: files.ca, SS_CERT: files.cert ?? '', SS_KEY: files.key ?? '' };
+  return new Promise((resolve) => {
+    execFile('php', ['-r', PHP_REQUEST], { env, timeout: 20_000 }, (error, stdout, stderr) => {
+      resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+phpTest('PHP sessions over tls:// with the CA option, and with a client certificate under mutual TLS', async (t) => {
+  const { ca, caPem, server: files } = await tlsSetup(t);
+  const { port } = await startServer(t, { tls: files });
+  const run = await phpOverTls(port, 'php-over-tls', { ca: ca.cert });
+  t.is(run.stdout, 'written\n', run.stderr);
+  const client = await SessionClient.connect({ port, tls: { ca: caPem, servername: 'localhost' } });
+  t.teardown(() => client.disconnect());
+  await client.open('php-over-tls', 'r');
+  t.is(await client.get('via'), 'php over tls');
+
+  const php = await ca.clientCertificate('php-app');
+  const mutual = await startServer(t, { tls: { ...files, ca: ca.cert } });
+  t.is((await phpOverTls(mutual.port, 'php-mtls', { ca: ca.cert, cert: php.cert, key: php.key })).stdout, 'written\n');
+  const refused = await phpOverTls(mutual.port, 'php-no-cert', { ca: ca.cert });
+  t.not(refused.code, 0, 'without a client certificate PHP gets no session');
+  t.regex(refused.stderr, /Failed to read session data/);
+  t.is(await mutual.server.store.count(), 1, 'only the request with a certificate stored a session');
 });

@@ -43,15 +43,21 @@ export async function createListener(
 ): Promise<Server> {
   if (!tls) return createTcpServer(serverOptions, onSocket);
   const requestCert = tls.requestCert ?? tls.ca !== undefined;
+  // Half-open only once the handshake is done: a client that gives up during the handshake
+  // (it rejected our certificate) must close the socket, not leave it open until the timeout.
+  const { allowHalfOpen = false, ...tcpOptions } = serverOptions;
   const server = createTlsServer(
     {
-      ...serverOptions,
+      ...tcpOptions,
       ...(await readTlsFiles(tls)),
       requestCert,
       rejectUnauthorized: requestCert,
       handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
     },
-    onSocket,
+    (socket) => {
+      socket.allowHalfOpen = allowHalfOpen;
+      onSocket(socket);
+    },
   );
   // A failed handshake (plaintext client, no or bad client certificate, timeout) is the
   // client's problem: Node destroys that socket; the server goes on serving the others.

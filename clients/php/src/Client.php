@@ -16,12 +16,19 @@ final class Client
     /**
      * @param float $timeout seconds for connecting and for each reply; keep it above the
      *                       server's lock timeout (10 s by default), which an `open … rw` may wait out
+     * @param ?string $tlsCa PEM file of the CA that signed the server's certificate (implies TLS);
+     *                       null with $tls: the system's CAs
+     * @param ?string $tlsCert PEM file of this client's certificate, for a server requiring mutual TLS
+     * @param ?string $tlsKey PEM file of that certificate's key
      */
     public function __construct(
         private readonly string $host = '127.0.0.1',
         private readonly int $port = 9090,
         private readonly float $timeout = 30.0,
         private readonly bool $tls = false,
+        private readonly ?string $tlsCa = null,
+        private readonly ?string $tlsCert = null,
+        private readonly ?string $tlsKey = null,
     ) {
     }
 
@@ -32,10 +39,24 @@ final class Client
         }
         $errno = 0;
         $errstr = '';
-        $scheme = $this->tls ? 'tls' : 'tcp';
-        $socket = @stream_socket_client("{$scheme}://{$this->host}:{$this->port}", $errno, $errstr, $this->timeout);
+        $tls = $this->tls || $this->tlsCa !== null;
+        // The server's certificate is always verified, its name against the host connected to.
+        $ssl = array_filter(
+            ['verify_peer' => true, 'verify_peer_name' => true, 'cafile' => $this->tlsCa, 'local_cert' => $this->tlsCert, 'local_pk' => $this->tlsKey],
+            static fn ($value) => $value !== null,
+        );
+        $socket = @stream_socket_client(
+            ($tls ? 'tls' : 'tcp') . "://{$this->host}:{$this->port}",
+            $errno,
+            $errstr,
+            $this->timeout,
+            STREAM_CLIENT_CONNECT,
+            stream_context_create(['ssl' => $ssl]),
+        );
         if ($socket === false) {
-            throw new ConnectionException("Cannot connect to {$this->host}:{$this->port}: {$errstr}");
+            // A failed TLS handshake leaves $errstr empty; the reason is in the (silenced) warning.
+            $reason = $errstr !== '' ? $errstr : (error_get_last()['message'] ?? 'connection failed');
+            throw new ConnectionException("Cannot connect to {$this->host}:{$this->port}: {$reason}");
         }
         $seconds = (int) floor($this->timeout);
         stream_set_timeout($socket, $seconds, (int) (($this->timeout - $seconds) * 1_000_000));

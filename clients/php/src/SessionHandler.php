@@ -29,6 +29,8 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionUpdateTi
     /**
      * @param ?int $lifetime seconds a session lives without access (`ttl` on the server);
      *                       null: the server's max lifetime
+     * @param ?string $tlsCa PEM file of the CA that signed the server's certificate: connects over tls://
+     * @param ?string $tlsCert PEM file of a client certificate (and $tlsKey its key), for mutual TLS
      */
     public function __construct(
         string $host = '127.0.0.1',
@@ -36,8 +38,11 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionUpdateTi
         float $timeout = 30.0,
         private readonly ?int $lifetime = null,
         bool $tls = false,
+        ?string $tlsCa = null,
+        ?string $tlsCert = null,
+        ?string $tlsKey = null,
     ) {
-        $this->client = new Client($host, $port, $timeout, $tls);
+        $this->client = new Client($host, $port, $timeout, $tls, $tlsCa, $tlsCert, $tlsKey);
         if (session_status() !== PHP_SESSION_ACTIVE) {
             ini_set('session.serialize_handler', 'php_serialize');
         }
