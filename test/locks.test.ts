@@ -92,7 +92,8 @@ test('a client that vanishes while waiting for a lock leaves no lock behind', as
   await holder.request('open s rw');
   quitter.send('open s rw');
   await writersQueued(server.sessions.locks, 1);
-  quitter.close();
+  // Gone for good (reset): a client that only half-closes (FIN) still gets its reply, so it waits on.
+  quitter.socket.resetAndDestroy();
   await until(() => server.connections.size === 2, 'the server saw the quitter go');
   await holder.request('close');
   t.is(await next.request('open s rw'), 'ok');

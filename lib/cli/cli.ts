@@ -74,10 +74,19 @@ export async function resolveServeConfig(argv: Record<string, unknown>): Promise
 
 async function serve(argv: Record<string, unknown>): Promise<void> {
   const config = await resolveServeConfig(argv);
-  const server = new SessionServer(config);
-  const address = await server.listen();
-  server.log.info({ host: address.address, port: address.port, storage: server.store.name }, 'sessionserver listening');
   let stopping = false;
+  const server = new SessionServer(config);
+  // By default SIGHUP ends a process; here it reloads command files, plugins and TLS
+  // certificates, as --watch would, once the server is up. reload() logs and never throws.
+  let serving = false;
+  process.on('SIGHUP', () => {
+    if (!serving || stopping) return;
+    server.log.info({ signal: 'SIGHUP' }, 'reloading command files, plugins and TLS certificates');
+    void server.reload();
+  });
+  const address = await server.listen();
+  serving = true;
+  server.log.info({ host: address.address, port: address.port, storage: server.store.name }, 'sessionserver listening');
   const stop = (signal: string) => {
     if (stopping) {
       server.log.warn({ signal }, 'second signal: exiting without waiting');

@@ -26,8 +26,13 @@ export class Connection {
   closed = false;
   linesReceived = 0;
   unknownStreak = 0;
-  /** When the client last sent bytes (ms); the server's idle sweep reads it. */
+  /**
+   * When the client last sent a complete line or got a reply (ms); the server's idle sweep
+   * reads it. Bytes alone do not count: a client dribbling a line byte by byte is idle.
+   */
   lastActive = Date.now();
+  /** The client half-closed (sent FIN): it sends nothing more, but still reads its replies. */
+  inputEnded = false;
 
   private partial: Buffer[] | null = null;
   private partialBytes = 0;
@@ -39,6 +44,9 @@ export class Connection {
   private writeBlocked = false;
   private replies = '';
   private ending = false;
+  /** Not read because the server's input budget is spent (maxInputBuffer). */
+  private inputPaused = false;
+  private finishing = false;
   private abortController: AbortController | null = null;
 
   constructor(server: LineServer, socket: Socket, id: number) {
@@ -47,6 +55,7 @@ export class Connection {
     this.id = id;
     this.remoteAddress = `${socket.remoteAddress}:${socket.remotePort}`;
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('end', () => this.onEnd());
   }
 
   /** The server's logger, for commands and plugins. Never log values or secrets with it. */
@@ -77,6 +86,7 @@ export class Connection {
     this.closed = true;
     this.queue = null;
     this.queueHead = 0;
+    this.dropPartial();
     this.abortController?.abort();
   }
 
@@ -86,7 +96,6 @@ export class Connection {
   }
 
   private onData(chunk: Buffer): void {
-    this.lastActive = Date.now();
     const maxLineLength = this.server.limits.maxLineLength;
     let start = 0;
     while (!this.ending) {
@@ -102,8 +111,7 @@ export class Connection {
         const total = this.partialBytes + tail.length;
         this.partial.push(tail);
         const line = total > maxLineLength ? LINE_TOO_LONG : Buffer.concat(this.partial, total).toString('utf8');
-        this.partial = null;
-        this.partialBytes = 0;
+        this.dropPartial();
         this.receive(line);
       } else {
         this.receive(lf - start > maxLineLength ? LINE_TOO_LONG : chunk.toString('utf8', start, lf));
@@ -118,18 +126,64 @@ export class Connection {
     const bytes = this.partialBytes + chunk.length - start;
     if (bytes > maxLineLength) {
       // Answer now and drop the rest of this line as it arrives: memory stays bounded.
-      this.partial = null;
-      this.partialBytes = 0;
+      this.dropPartial();
       this.discarding = true;
       this.receive(LINE_TOO_LONG);
       return;
     }
     // Copy: a slice would pin the whole read buffer for as long as the line stays unfinished.
     (this.partial ??= []).push(Buffer.from(chunk.subarray(start)));
+    const added = bytes - this.partialBytes;
     this.partialBytes = bytes;
+    if (!this.server.inputBudget.take(this, added, this.resumeInput)) {
+      // Over the server-wide budget for unfinished lines: stop reading until it frees up.
+      this.inputPaused = true;
+      this.socket.pause();
+    }
+  }
+
+  /** Forgets the unfinished line and gives its bytes back to the server's input budget. */
+  private dropPartial(): void {
+    const bytes = this.partialBytes;
+    this.partial = null;
+    this.partialBytes = 0;
+    if (bytes > 0 || this.inputPaused) {
+      this.inputPaused = false;
+      this.server.inputBudget.give(this, bytes);
+    }
+  }
+
+  private readonly resumeInput = (): void => {
+    this.inputPaused = false;
+    this.resumeReading();
+  };
+
+  private resumeReading(): void {
+    if (!this.running && !this.writeBlocked && !this.ending && !this.closed && !this.inputPaused) this.socket.resume();
+  }
+
+  /**
+   * The client sent FIN (`nc -N`, `socket.end(bytes)`): it will send nothing more but still
+   * reads. Its complete lines run and are answered, then the server writes what it held and
+   * closes. An unterminated last line is not a request and is dropped.
+   */
+  private onEnd(): void {
+    this.inputEnded = true;
+    this.discarding = false;
+    this.dropPartial();
+    this.finishIfDone();
+  }
+
+  private finishIfDone(): void {
+    if (!this.inputEnded || this.finishing || this.ending || this.closed) return;
+    if (this.running || this.writeBlocked || this.queue !== null) return;
+    this.finishing = true;
+    this.flush();
+    void this.server.finishConnection(this);
   }
 
   private receive(line: QueuedLine): void {
+    this.lastActive = Date.now();
     if (this.running || this.writeBlocked || this.queue !== null) {
       (this.queue ??= []).push(line);
       return;
@@ -148,6 +202,7 @@ export class Connection {
     this.running = reply.then((text) => {
       this.replies += text;
       this.running = null;
+      this.lastActive = Date.now();
       this.continue();
     });
   }
@@ -163,7 +218,8 @@ export class Connection {
       this.queueHead = 0;
     }
     this.flush();
-    if (!this.running && !this.writeBlocked && !this.ending && !this.closed) this.socket.resume();
+    this.resumeReading();
+    this.finishIfDone();
   }
 
   private flush(): void {

@@ -1,6 +1,9 @@
+import { existsSync } from 'node:fs';
 import type { AddressInfo, Server, Socket } from 'node:net';
+import { sep } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pino, type Logger } from 'pino';
+import { DEFAULTS } from '../config/defaults.js';
 import { isHttpRequestLine, parseRequest, type Request } from '../protocol/request.js';
 import { replyText } from '../protocol/replies.js';
 import { CommandFiles, type CommandDefinition } from './command-files.js';
@@ -8,7 +11,9 @@ import { command, CommandRegistry, makeEntry, type CommandEntry, type CommandSpe
 import { Connection } from './connection.js';
 import { CommandError, isCommandError } from './errors.js';
 import { buildHooks, CORE_HOOKS, hookWithout, type AnyHook, type CoreHooks, type HookFactories } from './hooks.js';
+import { InputBudget } from './input-budget.js';
 import { createListener, reloadCertificates, type TlsOptions } from './listener.js';
+import { connectionsWithin, openFileLimit } from './open-file-limit.js';
 import { packageInfo } from './package-info.js';
 import { PluginHost, type PluginSpec } from './plugin-host.js';
 
@@ -21,6 +26,8 @@ export interface LineServerLimits {
   idleTimeout: number;
   /** Unknown commands in a row before the connection is closed. */
   maxUnknownCommands: number;
+  /** Bytes of unfinished request lines buffered across all connections; past it, reading pauses until lines complete. */
+  maxInputBuffer: number;
 }
 
 export interface LineServerOptions extends Partial<LineServerLimits> {
@@ -41,7 +48,19 @@ export const DEFAULT_LIMITS: LineServerLimits = {
   maxConnections: 10_000,
   idleTimeout: 600,
   maxUnknownCommands: 10,
+  maxInputBuffer: DEFAULTS.maxInputBuffer,
 };
+
+/** One step of `reload()`: what it refreshes, and how; it returns (or throws) what failed. */
+export interface ReloadStep {
+  name: string;
+  run(): Promise<Error[] | void>;
+}
+
+// A refused client that never closes its side must not hold a file descriptor for long.
+const REFUSED_LINGER_MS = 5000;
+// After accept failed for want of file descriptors, newcomers are refused this long.
+const ACCEPT_BACKOFF_MS = 1000;
 
 const OK = 'ok\r\n';
 const MULTILINE_VALUE = `err ${replyText('E_MULTILINE_VALUE')}\r\n`;
@@ -74,6 +93,8 @@ export class LineServer {
   readonly limits: LineServerLimits;
   readonly log: Logger;
   readonly connections = new Set<Connection>();
+  /** Bytes of unfinished lines held across connections (maxInputBuffer); connections pause on it. */
+  readonly inputBudget: InputBudget;
   readonly counters = { connectionsTotal: 0, connectionsRefused: 0, commands: 0, unknownCommands: 0, errors: 0 };
   readonly startedAt = Date.now();
   readonly plugins: PluginHost = new PluginHost(this);
@@ -86,6 +107,8 @@ export class LineServer {
   private server: Server | null = null;
   private nextConnectionId = 1;
   private closing: Promise<void> | null = null;
+  private reloading: Promise<Error[]> = Promise.resolve([]);
+  private acceptBackoffUntil = 0;
 
   constructor(options: LineServerOptions = {}) {
     this.hookFactories = { ...this.defineHooks() };
@@ -95,7 +118,9 @@ export class LineServer {
       maxConnections: options.maxConnections ?? DEFAULT_LIMITS.maxConnections,
       idleTimeout: options.idleTimeout ?? DEFAULT_LIMITS.idleTimeout,
       maxUnknownCommands: options.maxUnknownCommands ?? DEFAULT_LIMITS.maxUnknownCommands,
+      maxInputBuffer: options.maxInputBuffer ?? DEFAULT_LIMITS.maxInputBuffer,
     };
+    this.inputBudget = new InputBudget(this.limits.maxInputBuffer);
     this.defaultHost = options.host ?? '127.0.0.1';
     this.defaultPort = options.port ?? 9090;
     this.log = options.logger ?? pino({ name: 'sessionserver', level: options.logLevel ?? 'info' });
@@ -148,8 +173,10 @@ export class LineServer {
 
   /** Starts accepting clients. Port 0 picks a free port; read it from `address()`. */
   async listen(options: { port?: number; host?: string } = {}): Promise<AddressInfo> {
+    this.fitConnectionsToFileLimit();
     // TLS files are read first: a bad one stops the start before the store opens.
-    const server = await createListener({ noDelay: true }, this.tls, (socket) => this.accept(socket), (error, remoteAddress) => {
+    // allowHalfOpen: a client that sends FIN after its last line still gets every reply.
+    const server = await createListener({ noDelay: true, allowHalfOpen: true }, this.tls, (socket) => this.accept(socket), (error, remoteAddress) => {
       this.log.debug({ code: error.code, reason: error.message, remoteAddress }, 'TLS handshake failed');
     });
     await this.beforeListen();
@@ -164,7 +191,7 @@ export class LineServer {
         resolve();
       });
     });
-    server.on('error', (error) => this.reportError(error, null));
+    server.on('error', (error) => this.onServerError(error));
     this.startIdleSweep();
     const address = server.address() as AddressInfo;
     await this.hooks.listening.promise(address);
@@ -177,6 +204,57 @@ export class LineServer {
    */
   async reloadTls(): Promise<void> {
     if (this.tls && this.server) await reloadCertificates(this.server, this.tls);
+  }
+
+  /**
+   * Reloads command files and plugins from disk, as `--watch` would on save (SIGHUP), and the
+   * TLS certificates. A file that fails to load keeps its previous version in service; the
+   * outcome is logged. Never throws: resolves with the failures. Reloads run one at a time.
+   */
+  reload(): Promise<Error[]> {
+    this.reloading = this.reloading.then(() => this.runReload());
+    return this.reloading;
+  }
+
+  /** What `reload()` refreshes, in order. A subclass adds steps: `[...super.reloadSteps(), step]`. */
+  protected reloadSteps(): ReloadStep[] {
+    return [
+      { name: 'commands', run: () => this.reloadCommandFiles() },
+      { name: 'plugins', run: () => this.plugins.reloadAll() },
+      { name: 'tls', run: () => this.reloadTls() },
+    ];
+  }
+
+  private async runReload(): Promise<Error[]> {
+    const failures: Error[] = [];
+    for (const step of this.reloadSteps()) {
+      try {
+        failures.push(...((await step.run()) ?? []));
+      } catch (error) {
+        const err = error instanceof Error ? error : new Error(String(error));
+        this.log.error({ err, step: step.name }, 'reload step failed; the previous version stays');
+        failures.push(err);
+      }
+    }
+    const outcome = { commands: this.commandFiles ? this.commands.list().filter((entry) => this.isCommandFileEntry(entry)).length : 0, plugins: this.plugins.names().length, failures: failures.length };
+    if (failures.length > 0) this.log.warn(outcome, 'reload finished with failures; what failed keeps its previous version');
+    else this.log.info(outcome, 'reloaded command files and plugins');
+    return failures;
+  }
+
+  /** Loads every file of the commands folder again, and removes the commands whose file is gone. */
+  private async reloadCommandFiles(): Promise<Error[]> {
+    const files = this.commandFiles;
+    if (!files) return [];
+    for (const entry of this.commands.list()) {
+      if (this.isCommandFileEntry(entry) && !existsSync(entry.source)) files.unload(entry.source);
+    }
+    return files.loadAll();
+  }
+
+  private isCommandFileEntry(entry: CommandEntry): boolean {
+    const folder = this.commandFiles?.folder;
+    return folder !== undefined && entry.source.startsWith(folder + sep);
   }
 
   address(): AddressInfo | null {
@@ -219,9 +297,12 @@ export class LineServer {
   protected async afterClose(): Promise<void> {}
 
   private accept(socket: Socket): void {
-    if (this.closing || this.connections.size >= this.limits.maxConnections) {
+    if (this.closing || this.connections.size >= this.limits.maxConnections || Date.now() < this.acceptBackoffUntil) {
       this.counters.connectionsRefused++;
       socket.on('error', () => {});
+      // Discard what it sends, so its FIN is seen and the descriptor freed at once.
+      socket.resume();
+      socket.setTimeout(REFUSED_LINGER_MS, () => socket.destroy());
       socket.end(`err ${replyText(this.closing ? 'E_SHUTTING_DOWN' : 'E_TOO_MANY_CONNECTIONS')}\r\n`);
       return;
     }
@@ -239,6 +320,45 @@ export class LineServer {
   /** Makes the per-client object; a subclass returns its own Connection subclass with typed state. */
   protected createConnection(socket: Socket, id: number): Connection {
     return new Connection(this, socket, id);
+  }
+
+  /**
+   * Lowers maxConnections, with a warning, when the process may not open that many files:
+   * accepting must never run into EMFILE, and the store needs descriptors too.
+   */
+  private fitConnectionsToFileLimit(): void {
+    const openFiles = openFileLimit();
+    if (openFiles === null) return;
+    const fits = connectionsWithin(openFiles);
+    if (fits >= this.limits.maxConnections) return;
+    this.log.warn(
+      { maxConnections: this.limits.maxConnections, openFileLimit: openFiles, effectiveMaxConnections: fits },
+      `maxConnections ${this.limits.maxConnections} does not fit the open-file limit ${openFiles} (ulimit -n); serving at most ${fits} connections`,
+    );
+    this.limits.maxConnections = fits;
+  }
+
+  /**
+   * Accept failed (EMFILE/ENFILE: out of file descriptors anyway) or another listener
+   * error: the server keeps serving its clients and refuses newcomers for a moment.
+   */
+  private onServerError(error: NodeJS.ErrnoException): void {
+    if (error.code === 'EMFILE' || error.code === 'ENFILE') {
+      const now = Date.now();
+      if (now >= this.acceptBackoffUntil) this.log.warn({ code: error.code, connections: this.connections.size }, 'out of file descriptors: refusing new connections for a moment');
+      this.acceptBackoffUntil = now + ACCEPT_BACKOFF_MS;
+      return;
+    }
+    this.reportError(error, null);
+  }
+
+  /**
+   * The client half-closed and every line it sent has run: its replies are on their way.
+   * Writes and releases what it held (SessionServer: its session), then closes.
+   */
+  async finishConnection(connection: Connection): Promise<void> {
+    await this.releaseConnection(connection);
+    connection.socket.end();
   }
 
   private async onSocketClosed(connection: Connection): Promise<void> {
