@@ -86,7 +86,8 @@ async function serve(argv: Record<string, unknown>): Promise<void> {
   });
   const address = await server.listen();
   serving = true;
-  server.log.info({ host: address.address, port: address.port, storage: server.store.name }, 'sessionserver listening');
+  const tls = !config.tls ? 'off' : config.tls.ca ? 'mutual' : 'on';
+  server.log.info({ host: address.address, port: address.port, storage: server.store.name, tls }, 'sessionserver listening');
   const stop = (signal: string) => {
     if (stopping) {
       server.log.warn({ signal }, 'second signal: exiting without waiting');
@@ -100,7 +101,10 @@ async function serve(argv: Record<string, unknown>): Promise<void> {
       process.exit(1);
     }, 30_000).unref();
     server.close().then(
-      () => process.exit(0),
+      () => {
+        server.log.info({ signal }, 'sessionserver stopped');
+        process.exit(0);
+      },
       (error: unknown) => {
         server.log.error({ err: error }, 'shutdown failed');
         process.exit(1);
