@@ -13,6 +13,7 @@ import { SessionServer, type SessionServerConfig } from '../lib/index.js';
 import { TestCa } from './fixtures/test-ca.js';
 import { startCli } from './support/cli-process.js';
 import { startServer, tempDir } from './support/server.js';
+import { until } from './support/wait.js';
 
 /** A line client over TLS: the request lines go out once the handshake is done. */
 class TlsLines {
@@ -202,6 +203,27 @@ test('reloadTls: new connections get the renewed certificate, established ones g
   t.true(error!.message.includes(live.key));
   const still = await TlsLines.connect(port, { ca: await renewalCa.pem() });
   t.is(await still.request('ping'), 'ok pong', 'the renewed certificate stays in service');
+});
+
+test('sessionserver serve: SIGHUP reloads the certificate files; new connections get the renewed one', async (t) => {
+  const { dir, caPem, server: first } = await tlsSetup(t);
+  const live = { cert: join(dir, 'live.pem'), key: join(dir, 'live.key') };
+  await copyFile(first.cert, live.cert);
+  await copyFile(first.key, live.key);
+  const cli = await startCli(t, ['--storage', 'memory', '--tls-cert', live.cert, '--tls-key', live.key]);
+  const before = await TlsLines.connect(cli.port, { ca: caPem });
+  t.is(await before.request('ping'), 'ok pong');
+
+  const renewalCa = await TestCa.create(dir, 'renewal');
+  const renewed = await renewalCa.serverCertificate();
+  await copyFile(renewed.cert, live.cert);
+  await copyFile(renewed.key, live.key);
+  cli.child.kill('SIGHUP');
+  const renewalPem = await renewalCa.pem();
+  await until(async () => (await TlsLines.connect(cli.port, { ca: renewalPem }).then((lines) => (lines.socket.destroy(), true), () => false)), 'the renewed certificate is served');
+  await t.throwsAsync(TlsLines.connect(cli.port, { ca: caPem }), { message: /certificate/i });
+  t.is(await before.request('ping'), 'ok pong', 'the established connection is untouched');
+  before.socket.destroy();
 });
 
 const startFailure = async (t: ExecutionContext, config: SessionServerConfig): Promise<string> => {
