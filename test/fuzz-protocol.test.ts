@@ -18,6 +18,8 @@ const SEED = Number(process.env.FUZZ_SEED ?? 20_240_612);
 const PATH = process.env.FUZZ_PATH;
 const BUDGET_MS = process.env.FUZZ_TIME_MS === undefined ? undefined : Number(process.env.FUZZ_TIME_MS);
 const RUNS = process.env.FUZZ_RUNS === undefined ? undefined : Number(process.env.FUZZ_RUNS);
+/** Only spent when a property fails, to shrink the counterexample. */
+const SHRINK_MS = 30_000;
 
 const words = commandWords();
 
@@ -27,7 +29,7 @@ async function fuzz(
 ): Promise<void> {
   const programs = programArbitrary({ commandWords: words, maxLineLength: FUZZ_LIMITS.maxLineLength, connections: 3, endings: options.endings, maxSteps: options.maxSteps });
   const property = fc.asyncProperty(programs, (program) => runProgram(program, options.storage));
-  const details = await fc.check(property, {
+  let details = await fc.check(property, {
     seed: SEED,
     ...(PATH ? { path: PATH, endOnFailure: true } : {}),
     numRuns: RUNS ?? options.runs,
@@ -35,6 +37,11 @@ async function fuzz(
     markInterruptAsFailure: false,
   });
   t.log(`seed ${SEED}: ${details.numRuns} programs run${details.interrupted ? ' (time budget reached)' : ''}`);
+  if (details.failed && !PATH && details.counterexamplePath) {
+    // The search may spend its whole budget before shrinking starts: shrink on a budget of its own.
+    const shrunk = await fc.check(property, { seed: SEED, path: details.counterexamplePath, interruptAfterTimeLimit: SHRINK_MS, markInterruptAsFailure: false });
+    if (shrunk.failed) details = shrunk;
+  }
   if (details.failed) {
     const replay = `FUZZ_SEED=${SEED} FUZZ_PATH=${details.counterexamplePath} npx ava test/fuzz-protocol.test.ts --match '${t.title}'`;
     t.fail(`${fc.defaultReportMessage(details)}\n\n${String(details.errorInstance)}\n\nReplay: ${replay}`);

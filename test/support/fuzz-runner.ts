@@ -10,7 +10,7 @@ import { RawClient } from './raw-client.js';
 /** Small limits, so that over-long lines, unknown-command streaks and lock timeouts happen often. */
 export const FUZZ_LIMITS = { maxLineLength: 4096, maxUnknownCommands: 3, lockTimeout: 20 } as const;
 /** How long a reply may take before the run fails as "no reply" (a liveness bound, not a timing assertion). */
-const REPLY_TIMEOUT_MS = 5000;
+const REPLY_TIMEOUT_MS = 3000;
 const LF = Buffer.from('\n');
 
 /** Every command word the server routes (read from its registry, so new commands are never sent as junk). */
