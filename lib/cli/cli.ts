@@ -1,5 +1,8 @@
+import { readFile } from 'node:fs/promises';
+import type { ConnectionOptions as TlsOptions } from 'node:tls';
+import { read } from 'read';
 import yargs, { type Argv } from 'yargs';
-import { runClient } from './client-repl.js';
+import { CLIENT_EXIT, runClient } from './client-repl.js';
 import { validateConfig, type SessionServerConfig } from '../config/config.js';
 import { DEFAULTS } from '../config/defaults.js';
 import { loadConfigFile } from './config-file.js';
@@ -117,11 +120,23 @@ async function serve(argv: Record<string, unknown>): Promise<void> {
 
 async function printPasswordHash(): Promise<void> {
   // From stdin, never from argv: argv shows up in `ps` and shell history.
-  let input = '';
-  for await (const chunk of process.stdin) input += chunk;
-  const password = input.replace(/\r?\n$/, '');
+  const password = process.stdin.isTTY ? await askPasswordTwice() : await readAll(process.stdin);
   if (password === '') throw new Error('hash-password: give the password on standard input');
   console.log(await hashPassword(password));
+}
+
+/** On a terminal: typed without echo, twice, prompts on stderr so stdout holds the hash alone. */
+async function askPasswordTwice(): Promise<string> {
+  const ask = (prompt: string) => read({ prompt, silent: true, replace: '', output: process.stderr });
+  const password = await ask('Password: ');
+  if (password !== '' && (await ask('Repeat password: ')) !== password) throw new Error('hash-password: the passwords differ');
+  return password;
+}
+
+async function readAll(input: NodeJS.ReadableStream): Promise<string> {
+  let text = '';
+  for await (const chunk of input) text += chunk;
+  return text.replace(/\r?\n$/, '');
 }
 
 /** Flags of `client`; `--` ends them, so `sessionserver client -- open <sid> r` sends that line. */
@@ -131,6 +146,10 @@ function clientOptions(args: Argv) {
     .option('host', { type: 'string', describe: 'server address', defaultDescription: DEFAULTS.host })
     .option('port', { type: 'number', describe: 'server port', defaultDescription: String(DEFAULTS.port) })
     .option('tls', { type: 'boolean', describe: 'connect with TLS', defaultDescription: 'false' })
+    .option('tls-ca', { type: 'string', describe: 'TLS: trust server certificates signed by this CA (PEM file); implies --tls' })
+    .option('tls-cert', { type: 'string', describe: 'mutual TLS: client certificate (PEM file); implies --tls' })
+    .option('tls-key', { type: 'string', describe: 'mutual TLS: key of the client certificate (PEM file)' })
+    .option('auth', { type: 'string', describe: 'log in first: <token> or "<user> <password>" (prefer SESSIONSERVER_AUTH: flags show in ps)' })
     .option('timeout', { type: 'number', describe: 'ms to wait for the connection and for each reply', defaultDescription: '30000' })
     .option('history', { type: 'boolean', describe: 'keep prompt history in ~/.sessionserver_history', default: true });
 }
@@ -138,14 +157,40 @@ function clientOptions(args: Argv) {
 async function runClientCommand(argv: Record<string, unknown>): Promise<void> {
   // Words after `--` land in `_`, behind the command name.
   const request = [...((argv.request as unknown[] | undefined) ?? []), ...((argv._ as unknown[]).slice(1))].map(String);
+  let tls: boolean | TlsOptions | undefined;
+  try {
+    tls = await clientTls(argv);
+  } catch (error) {
+    console.error((error as Error).message);
+    process.exitCode = CLIENT_EXIT.connectionError;
+    return;
+  }
   process.exitCode = await runClient({
     host: argv.host as string | undefined,
     port: argv.port as number | undefined,
-    tls: argv.tls as boolean | undefined,
+    tls,
+    auth: argv.auth as string | undefined,
     timeout: argv.timeout as number | undefined,
     command: request,
     historyFile: argv.history === false ? null : undefined,
   });
+}
+
+/** `--tls` alone, or the PEM files of `--tls-ca/--tls-cert/--tls-key` as node:tls options. */
+async function clientTls(argv: Record<string, unknown>): Promise<boolean | TlsOptions | undefined> {
+  const files = { ca: argv.tlsCa, cert: argv.tlsCert, key: argv.tlsKey } as Record<'ca' | 'cert' | 'key', string | undefined>;
+  if (files.ca === undefined && files.cert === undefined && files.key === undefined) return argv.tls as boolean | undefined;
+  if ((files.cert === undefined) !== (files.key === undefined)) throw new Error('--tls-cert and --tls-key go together');
+  const options: TlsOptions = {};
+  for (const [name, path] of Object.entries(files) as Array<['ca' | 'cert' | 'key', string | undefined]>) {
+    if (path === undefined) continue;
+    try {
+      options[name] = await readFile(path);
+    } catch (error) {
+      throw new Error(`--tls-${name} ${path}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message}`);
+    }
+  }
+  return options;
 }
 
 export async function main(args: string[]): Promise<void> {
@@ -153,7 +198,7 @@ export async function main(args: string[]): Promise<void> {
     .scriptName('sessionserver')
     .env('SESSIONSERVER')
     .command(['serve', '$0'], 'run the session server (the default command)', serveOptions, serve)
-    .command('hash-password', 'print a password hash for the auth plugin (password on stdin)', {}, printPasswordHash)
+    .command('hash-password', 'print a password hash for the auth plugin (asked without echo on a terminal, else read from stdin)', {}, printPasswordHash)
     .command('client [request..]', 'talk to a server: a prompt like redis-cli, one request, or requests from stdin', clientOptions, runClientCommand)
     .strict()
     .fail((message, error, parser) => {

@@ -2,6 +2,7 @@ import { appendFile, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface, type Interface } from 'node:readline';
+import type { ConnectionOptions as TlsOptions } from 'node:tls';
 import { SessionConnectionError, SessionLostError, SessionServerError } from '../client/errors.js';
 import { SessionClient } from '../client/session-client.js';
 
@@ -11,8 +12,13 @@ export interface ClientCommandOptions {
   host?: string;
   /** Default 9090. */
   port?: number;
-  /** Speak TLS (e.g. to a TLS terminator in front of the server). */
-  tls?: boolean;
+  /** Speak TLS: `true`, or node:tls options (`ca`, `cert`, `key` for mutual TLS, …). */
+  tls?: boolean | TlsOptions;
+  /**
+   * Log in first: what follows `auth`, i.e. `<token>` or `<user> <password>`. Sent before any
+   * request (and again after a reconnect); if it is refused, nothing else is sent.
+   */
+  auth?: string;
   /** Milliseconds for connecting and for each reply. Default 30000. */
   timeout?: number;
   /** One-shot mode: the request as words, e.g. `['open', sid, 'r']`; prints the reply and exits. */
@@ -52,17 +58,23 @@ export async function runClient(options: ClientCommandOptions = {}): Promise<num
   const errorOutput = options.errorOutput ?? process.stderr;
   const host = options.host ?? '127.0.0.1';
   const port = options.port ?? 9090;
+  const oneShotLine = options.command && options.command.length > 0 ? options.command.join(' ') : null;
+  const input = options.input ?? process.stdin;
+  const interactive = oneShotLine === null && (options.interactive ?? (input as { isTTY?: boolean }).isTTY === true);
   let client: SessionClient;
   try {
-    client = await SessionClient.connect({ host, port, tls: options.tls, timeout: options.timeout });
+    // Only the prompt reconnects: a one-shot request or a script fails when its connection drops.
+    client = await SessionClient.connect({ host, port, tls: options.tls, timeout: options.timeout, reconnect: interactive });
   } catch (error) {
     errorOutput.write(`${(error as Error).message}\n`);
     return CLIENT_EXIT.connectionError;
   }
   try {
-    if (options.command && options.command.length > 0) return await oneShot(client, options.command.join(' '), output, errorOutput);
-    const input = options.input ?? process.stdin;
-    const interactive = options.interactive ?? (input as { isTTY?: boolean }).isTTY === true;
+    if (options.auth !== undefined) {
+      const refused = await logIn(client, options.auth, errorOutput);
+      if (refused !== undefined) return refused;
+    }
+    if (oneShotLine !== null) return await oneShot(client, oneShotLine, output, errorOutput);
     if (interactive) {
       const historyFile = options.historyFile === undefined ? join(homedir(), '.sessionserver_history') : options.historyFile;
       return await prompt(client, `${host}:${port}`, input, output, errorOutput, historyFile);
@@ -70,6 +82,17 @@ export async function runClient(options: ClientCommandOptions = {}): Promise<num
     return await script(client, input, output, errorOutput);
   } finally {
     client.disconnect();
+  }
+}
+
+/** `auth <credentials>`; the exit code when it failed. The credentials are never printed. */
+async function logIn(client: SessionClient, credentials: string, errorOutput: NodeJS.WritableStream): Promise<number | undefined> {
+  try {
+    await client.request(`auth ${credentials.trim()}`);
+    return undefined;
+  } catch (error) {
+    errorOutput.write(`${describe(error)}\n`);
+    return error instanceof SessionServerError ? CLIENT_EXIT.serverError : CLIENT_EXIT.connectionError;
   }
 }
 
@@ -156,8 +179,9 @@ async function prompt(
       rl.prompt();
       continue;
     }
-    if (historyFile) await appendFile(historyFile, `${line}\n`, { mode: 0o600 }).catch(() => {});
     const word = line.split(' ', 1)[0]!.toLowerCase();
+    if (word === 'auth') forget(rl, line);
+    else if (historyFile) await appendFile(historyFile, `${line}\n`, { mode: 0o600 }).catch(() => {});
     if (word === 'exit') break;
     try {
       const payload = await client.request(line);
@@ -175,10 +199,18 @@ async function prompt(
   return CLIENT_EXIT.ok;
 }
 
+/** An `auth` line holds a secret: kept neither in the history file nor for the up arrow. */
+function forget(rl: Interface, line: string): void {
+  const history = (rl as unknown as { history?: string[] }).history;
+  if (history && history[0]?.trim() === line) history.shift();
+}
+
 async function loadHistory(file: string): Promise<string[]> {
   try {
     // The file has the newest line last; readline wants it first.
-    return (await readFile(file, 'utf8')).split('\n').filter(Boolean).slice(-HISTORY_SIZE).reverse();
+    // Files written by older versions may hold `auth` lines: never offer them again.
+    const lines = (await readFile(file, 'utf8')).split('\n').filter((line) => line !== '' && !/^auth(\s|$)/i.test(line.trim()));
+    return lines.slice(-HISTORY_SIZE).reverse();
   } catch {
     return [];
   }
