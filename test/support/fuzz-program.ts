@@ -32,7 +32,7 @@ export type Request =
   | { t: 'put_all_php'; entries: Array<[string | number, string | number | boolean | null]>; cut?: number }
   | { t: 'put_all_raw'; payload: string }
   | { t: 'junk'; bytes: number[] }
-  | { t: 'long'; key: string; length: number }
+  | { t: 'long'; key: string; length: number; filler: string }
   | { t: 'http'; line: string };
 
 export interface Line {
@@ -119,6 +119,8 @@ export function requestArbitrary(commandWords: ReadonlySet<string>, maxLineLengt
       arbitrary: fc.record({
         t: fc.constant('long' as const),
         key,
+        // Multi-byte fillers put the byte limit (and the chunk cuts) inside a character.
+        filler: fc.constantFrom('x', 'é', '€', '😀'),
         length: fc.oneof(fc.integer({ min: maxLineLength - 2, max: maxLineLength + 2 }), fc.integer({ min: maxLineLength, max: maxLineLength * 3 })),
       }),
     },
@@ -186,7 +188,7 @@ function renderRequest(request: Request, ids: readonly string[], casing: 0 | 1 |
       return `${word('put_all')} ${request.payload}`;
     case 'long': {
       const head = `${word('put')} ${request.key} `;
-      return head + 'x'.repeat(Math.max(0, request.length - Buffer.byteLength(head)));
+      return head + request.filler.repeat(Math.max(0, Math.ceil((request.length - Buffer.byteLength(head)) / Buffer.byteLength(request.filler))));
     }
     case 'http':
       return request.line;
