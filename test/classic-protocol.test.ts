@@ -160,6 +160,19 @@ test('get_all answers a PHP-serialized array with byte lengths; put_all replaces
   t.is(await c.request('keys'), 'ok');
 });
 
+test("put_all takes PHP's scalar types and stores each as PHP casts it to a string", async (t) => {
+  const { connect } = await startServer(t);
+  const c = await connect();
+  await c.request('new');
+  // As PHP's serialize() writes them: floats, booleans, null, integer keys and values.
+  const payload = 'a:9:{s:1:"f";d:9.5;s:1:"g";d:-0.25;s:1:"w";d:10;s:3:"inf";d:INF;s:3:"nan";d:NAN;s:1:"t";b:1;s:1:"z";b:0;s:1:"n";N;i:7;i:-3;}';
+  t.is(await c.request(`put_all ${payload}`), 'ok');
+  t.is(await c.request('get_all json'), 'ok {"7":"-3","f":"9.5","g":"-0.25","w":"10","inf":"INF","nan":"NAN","t":"1","z":"","n":""}');
+  t.regex((await c.request('put_all a:1:{s:1:"b";b:2;}'))!, /^err put_all: invalid PHP-serialized data \(syntax error at byte \d+\)$/, 'a boolean is 0 or 1');
+  t.regex((await c.request('put_all a:1:{s:1:"d";d:1.2.3;}'))!, /^err put_all: invalid PHP-serialized data/);
+  t.is(await c.request('get f'), 'ok 9.5', 'a refused payload changes nothing');
+});
+
 test('pipelined requests are all answered, in order', async (t) => {
   const { connect } = await startServer(t);
   const c = await connect();
