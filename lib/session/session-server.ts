@@ -16,7 +16,7 @@ import { isValidSessionId, newSessionId } from '../protocol/session-id.js';
 import { Sessions } from './sessions.js';
 import { reportingStoreFailures } from './store-failures.js';
 import type { SessionStore } from '../storage/contract.js';
-import { createStore } from '../storage/index.js';
+import { createStore, isStorageUnavailable } from '../storage/index.js';
 import { replyText } from '../protocol/replies.js';
 
 const NO_SESSION = replyText('E_NO_SESSION');
@@ -82,7 +82,7 @@ export class SessionServer extends LineServer {
   constructor(config: SessionServerConfig = {}) {
     super(withMetricsPlugin(config));
     // Every failed storage operation fires `storageError`, whoever called the store.
-    this.store = reportingStoreFailures(createStore(config), (error) => {
+    this.store = reportingStoreFailures(createStore(config, this.log), (error) => {
       if (this.hooks.storageError.isUsed()) this.hooks.storageError.call(error);
     });
     this.maxLifetime = config.maxLifetime ?? DEFAULTS.maxLifetime;
@@ -149,7 +149,8 @@ export class SessionServer extends LineServer {
       const removed = await this.collectGarbage();
       if (removed > 0) this.log.debug({ removed }, 'expired sessions collected');
     } catch (error) {
-      this.reportError(error, null, 'gc');
+      // An outage is logged once by the store's guard; only other failures are worth a stack.
+      if (!isStorageUnavailable(error)) this.reportError(error, null, 'gc');
     }
   }
 
