@@ -40,7 +40,7 @@ export async function runProgram(program: readonly Step[], storage: 'memory' | '
   const config: SessionServerConfig = { logger: log.logger, storage, gcInterval: 0, storageTimeout: 30_000, ...FUZZ_LIMITS, ...(savePath ? { savePath } : {}) };
   const server = new SessionServer(config);
   const { port } = await server.listen({ port: 0, host: '127.0.0.1' });
-  const run = new Run(server, port, log.text, commandWords(), storage);
+  const run = new Run(server, port, log.text, storage);
   try {
     for (const [index, step] of program.entries()) await run.step(index, step);
     await run.finish();
@@ -64,9 +64,9 @@ class Run {
     private readonly server: SessionServer,
     private readonly port: number,
     private readonly logText: () => string,
-    commandWords: ReadonlySet<string>,
     storageName: string,
   ) {
+    const commandWords = new Set(server.commands.list().map((entry) => entry.name));
     this.model = new ProtocolModel({ ...FUZZ_LIMITS, commandWords, storageName }, FIXED_IDS);
     // Fires once the server has released what the connection held (its session written, its lock freed).
     server.hooks.disconnect.tap('fuzz', (connection) => {
@@ -176,6 +176,8 @@ class Run {
         timer = setTimeout(() => reject(new Error(`${name}: the server did not release connection ${slot} within ${REPLY_TIMEOUT_MS} ms`)), REPLY_TIMEOUT_MS);
       }).finally(() => clearTimeout(timer));
     }
+    // Forgotten, in case a later connection of this run gets the same port.
+    this.departed.delete(live.address);
     this.departures.delete(live.address);
     this.model.disconnect(live.modelId);
     this.live.delete(slot);
