@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --only=50x16,memory,storage,latency] [-- --cpu-prof] [-- --targets=sessionserver,bare-node] [-- --keys=1000]`
+ * `npm run bench [-- --quick] [-- --only=50x16,memory,storage,latency,metrics] [-- --cpu-prof] [-- --targets=sessionserver,bare-node] [-- --keys=1000]`
  * (or BENCH_QUICK=1, BENCH_ONLY=…, BENCH_CPU_PROF=1, BENCH_TARGETS=…, BENCH_KEYS=…). How to read the
  * output: bench/README.md. Each server and the load generator run in their own
  * processes; this one only orchestrates and prints.
@@ -10,6 +10,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { killAllChildren, killChildrenOnExit, REPO_ROOT } from './children.js';
 import { measureConnectionMemory, type MemoryResult } from './memory.js';
+import { runMetricsOverheadBench } from './metrics-overhead.js';
 import { formatProfileSummary } from './profile-summary.js';
 import { RemoteLoadGenerator } from './remote-load-generator.js';
 import { memoryTable, noiseWarning, ratioTable, throughputTable, type Scenario, type ThroughputResults } from './report.js';
@@ -35,6 +36,8 @@ interface Options {
   storage: boolean;
   /** Lock hand-off, wake-up after close and reload latencies (bench/latency.ts): reported, not asserted. */
   latency: boolean;
+  /** sessionserver with and without the metrics plugin at 50x16 (bench/metrics-overhead.ts). */
+  metrics: boolean;
   targets: TargetName[];
   warmupMs: number;
   durationMs: number;
@@ -53,8 +56,8 @@ function readOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
   const quick = flag('quick');
   const only = value('only')?.split(',').map((s) => s.trim()).filter(Boolean);
   for (const name of only ?? []) {
-    if (name !== 'memory' && name !== 'storage' && name !== 'latency' && !SCENARIOS.some((s) => s.name === name)) {
-      throw new Error(`--only: unknown scenario ${name} (known: ${SCENARIOS.map((s) => s.name).join(', ')}, memory, storage, latency)`);
+    if (name !== 'memory' && name !== 'storage' && name !== 'latency' && name !== 'metrics' && !SCENARIOS.some((s) => s.name === name)) {
+      throw new Error(`--only: unknown scenario ${name} (known: ${SCENARIOS.map((s) => s.name).join(', ')}, memory, storage, latency, metrics)`);
     }
   }
   const targets = (value('targets')?.split(',').map((s) => s.trim()) ?? TARGET_ORDER) as TargetName[];
@@ -68,6 +71,7 @@ function readOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     memory: only ? only.includes('memory') : true,
     storage: only ? only.includes('storage') : true,
     latency: only ? only.includes('latency') : true,
+    metrics: only ? only.includes('metrics') : true,
     targets: TARGET_ORDER.filter((name) => targets.includes(name)),
     warmupMs: quick ? 300 : 1000,
     durationMs: quick ? 1500 : 4000,
@@ -185,6 +189,7 @@ async function main(): Promise<void> {
     const memory = options.memory ? await measureMemory(options, targetNames, generator) : [];
     const storage = options.storage ? await runStorageBench({ quick: options.quick }) : null;
     const latency = options.latency ? await runLatencyBench({ quick: options.quick }) : null;
+    const metricsOverhead = options.metrics ? await runMetricsOverheadBench(options, generator) : null;
 
     if (throughput) {
       console.log(`\nthroughput: N connections x pipeline depth D; put/get alternating over ${options.keySpace} keys per connection, ${DEFAULT_VALUE_BYTES}-byte values`);
@@ -200,6 +205,7 @@ async function main(): Promise<void> {
     }
     if (storage) console.log(`\n${storage}`);
     if (latency) console.log(`\n${latency}`);
+    if (metricsOverhead) console.log(`\n${metricsOverhead}`);
     if (throughput?.profilePath) {
       console.log(`\n${formatProfileSummary(throughput.profilePath)}`);
     }

@@ -28,6 +28,7 @@ export { RedisStore, type RedisStoreOptions } from './storage/redis.js';
 export { PostgresStore, type PostgresStoreOptions } from './storage/postgres.js';
 export { LeaseLockManager, type LockAttempt } from './storage/lease-locks.js';
 export { createStore } from './storage/index.js';
+export { metricsAddress } from './metrics/http-endpoint.js';
 export { authenticateHook } from './auth/hooks.js';
 export { hashPassword, verifyPassword } from './auth/password.js';
 export * from './client/index.js';

@@ -329,3 +329,19 @@ phpTest('PHP sessions over tls:// with the CA option, and with a client certific
   t.regex(refused.stderr, /Failed to read session data/);
   t.is(await mutual.server.store.count(), 1, 'only the request with a certificate stored a session');
 });
+
+test("the README's TLS quick start makes a CA and certificates that work for mutual TLS", async (t) => {
+  const readme = await readFile(fileURLToPath(new URL('../README.md', import.meta.url)), 'utf8');
+  const start = readme.indexOf('```sh', readme.indexOf('**Quick start**'));
+  const block = readme.slice(start + 6, readme.indexOf('```', start + 6));
+  // The lines that make the files; the serve and s_client lines follow after a blank line.
+  const makeFiles = block.split('\n\n')[0]!;
+  t.regex(makeFiles, /openssl x509 -req -in client\.csr/);
+  const dir = await tempDir(t, 'sessionserver-readme-tls-');
+  await new Promise<void>((resolve, reject) => execFile('bash', ['-e', '-c', makeFiles], { cwd: dir }, (error) => (error ? reject(error) : resolve())));
+  const file = (name: string) => join(dir, name);
+  const { port } = await startServer(t, { tls: { cert: file('server.pem'), key: file('server.key'), ca: file('ca.pem') }, plugins: [whoami] });
+  const client = await SessionClient.connect({ port, tls: { ca: await readFile(file('ca.pem')), cert: await readFile(file('client.pem')), key: await readFile(file('client.key')) } });
+  t.teardown(() => client.disconnect());
+  t.is(await client.request('whoami'), 'web-1');
+});

@@ -5,6 +5,7 @@
  */
 export { LineServer, DEFAULT_LIMITS, type LineServerLimits, type LineServerOptions } from './line-server.js';
 export { Connection } from './connection.js';
+export { peerCertificateCommonName, type TlsOptions } from './listener.js';
 export { command, accessOf, CommandRegistry, makeEntry, type CommandAccess, type CommandEntry, type CommandHandler, type CommandResult, type CommandSpec } from './command.js';
 export { CommandFiles, defineCommand, isCommandFile, type CommandDefinition } from './command-files.js';
 export { CommandError, ConfigError, isCommandError } from './errors.js';
