@@ -27,11 +27,6 @@ export async function stats(client: LineClient): Promise<Record<string, string>>
   return Object.fromEntries(reply.slice(3).split(' ').map((pair) => pair.split('=') as [string, string]));
 }
 
-/** Resolves once the server `client` talks to reports `lock_waits` of at least `count`. */
-export function lockWaitsReported(client: LineClient, count: number): Promise<void> {
-  return until(async () => Number((await stats(client)).lock_waits) >= count, `stats lock_waits=${count}`);
-}
-
 /** Tracks whether a promise has settled, to assert that a waiter is still waiting. */
 export function track<T>(promise: Promise<T>): { promise: Promise<T>; readonly settled: boolean } {
   let settled = false;
