@@ -6,6 +6,9 @@ import { CLIENT_EXIT, runClient } from './client-repl.js';
 import { validateConfig, type SessionServerConfig } from '../config/config.js';
 import { DEFAULTS } from '../config/defaults.js';
 import { loadConfigFile } from './config-file.js';
+import { effectiveConfig, formatConfigRows } from './effective-config.js';
+import { checkServeFlags, describeYargsFailure } from './flag-errors.js';
+import { checkStartable } from './start-checks.js';
 import { packageInfo } from '../core/package-info.js';
 import { hashPassword } from '../auth/password.js';
 import { SessionServer } from '../session/session-server.js';
@@ -60,7 +63,12 @@ const CLI_FIELDS = [
 
 /** Config file < environment < command line; unset flags leave the file's values alone. */
 export async function resolveServeConfig(argv: Record<string, unknown>): Promise<SessionServerConfig> {
-  const { config: fileConfig } = await loadConfigFile(argv.config as string | undefined);
+  return (await resolveServeLayers(argv)).config;
+}
+
+/** The configuration serve would use, with the config file's own part (`sessionserver config` tells them apart). */
+async function resolveServeLayers(argv: Record<string, unknown>): Promise<{ config: SessionServerConfig; fileConfig: SessionServerConfig; filePath?: string }> {
+  const { config: fileConfig, path: filePath } = await loadConfigFile(argv.config as string | undefined);
   const overrides: Record<string, unknown> = {};
   for (const field of CLI_FIELDS) if (argv[field] !== undefined) overrides[field] = argv[field];
   const config: SessionServerConfig = { commandsDir: DEFAULTS.commandsDir, ...fileConfig, ...overrides };
@@ -72,11 +80,17 @@ export async function resolveServeConfig(argv: Record<string, unknown>): Promise
     config.tls = { ...config.tls, cert: argv.tlsCert as string, key: argv.tlsKey as string, ...(argv.tlsCa !== undefined ? { ca: argv.tlsCa as string, requestCert: true } : {}) };
   }
   if (argv.metricsPort !== undefined) config.metrics = { ...config.metrics, port: argv.metricsPort as number, host: (argv.metricsHost as string | undefined) ?? config.metrics?.host };
-  return validateConfig(config, 'command line / environment');
+  return { config: validateConfig(config, 'command line / environment'), fileConfig, ...(filePath ? { filePath } : {}) };
 }
 
-async function serve(argv: Record<string, unknown>): Promise<void> {
+/** serve's flags, checked before anything starts (ranges, values missing) with one-line answers. */
+function checkedServeOptions(args: Argv, commandLine: readonly string[]) {
+  return serveOptions(args).check((argv, options) => checkServeFlags(argv, options as unknown as { string: string[]; number: string[] }, commandLine));
+}
+
+async function serve(argv: Record<string, unknown>, commandLine: readonly string[]): Promise<void> {
   const config = await resolveServeConfig(argv);
+  checkStartable(config, commandLine);
   let stopping = false;
   const server = new SessionServer(config);
   // By default SIGHUP ends a process; here it reloads command files, plugins and TLS
@@ -116,6 +130,28 @@ async function serve(argv: Record<string, unknown>): Promise<void> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+/** `sessionserver config`: what serve would run with, each value with its source; secrets redacted. */
+async function printConfig(argv: Record<string, unknown>, commandLine: readonly string[]): Promise<void> {
+  const { config, fileConfig, filePath } = await resolveServeLayers(argv);
+  const rows = effectiveConfig({ argv, args: commandLine, env: process.env, fileConfig, config });
+  if (argv.json) console.log(JSON.stringify({ configFile: filePath ?? null, settings: rows }, null, 2));
+  else console.log(`${filePath ? `# config file: ${filePath}` : '# no config file'}\n${formatConfigRows(rows)}`);
+}
+
+/** serve's flag names, for "did you mean" answers. */
+function serveFlagNames(): string[] {
+  const options = (serveOptions(yargs([])) as unknown as { getOptions(): { key: Record<string, unknown> } }).getOptions();
+  return Object.keys(options.key);
+}
+
+/** The subcommand whose help a mistake should point to. */
+function helpHint(args: readonly string[]): string {
+  const first = args[0];
+  if (first !== undefined && ['serve', 'config', 'hash-password', 'client'].includes(first)) return `sessionserver ${first} --help`;
+  // A first word that is no command is the mistake itself; otherwise the flags were serve's.
+  return first !== undefined && !first.startsWith('-') ? 'sessionserver --help' : 'sessionserver serve --help';
 }
 
 async function printPasswordHash(): Promise<void> {
@@ -197,13 +233,21 @@ export async function main(args: string[]): Promise<void> {
   await yargs(args)
     .scriptName('sessionserver')
     .env('SESSIONSERVER')
-    .command(['serve', '$0'], 'run the session server (the default command)', serveOptions, serve)
+    .command(['serve', '$0'], 'run the session server (the default command)', (y) => checkedServeOptions(y, args), (argv) => serve(argv, args))
+    .command(
+      'config',
+      'print the configuration serve would use and where each value came from (flag, env, file, default); secrets redacted',
+      (y) => checkedServeOptions(y, args).option('json', { type: 'boolean', describe: 'print JSON' }),
+      (argv) => printConfig(argv, args),
+    )
     .command('hash-password', 'print a password hash for the auth plugin (asked without echo on a terminal, else read from stdin)', {}, printPasswordHash)
     .command('client [request..]', 'talk to a server: a prompt like redis-cli, one request, or requests from stdin', clientOptions, runClientCommand)
     .strict()
-    .fail((message, error, parser) => {
-      if (error) throw error;
-      console.error(`${parser.help()}\n\n${message}`);
+    .fail((message, error) => {
+      // A check() that returns a text hands it over as the error too; anything thrown is rethrown.
+      if (error && typeof error !== 'string') throw error;
+      // One line: what is wrong and where the help is, not the whole help.
+      console.error(`${describeYargsFailure(message, args, serveFlagNames())} (see ${helpHint(args)})`);
       process.exit(2);
     })
     .version(packageInfo.version)

@@ -1,4 +1,6 @@
 import { ConfigError } from '../core/errors.js';
+import { LOG_FORMATS } from '../core/logger.js';
+import { closestName } from './closest-name.js';
 export { DEFAULTS } from './defaults.js';
 import type { LineServerOptions } from '../core/line-server.js';
 import type { SessionStore } from '../storage/contract.js';
@@ -75,23 +77,101 @@ export function defineConfig(config: SessionServerConfig): SessionServerConfig {
   return config;
 }
 
-const WHOLE_NUMBER_FIELDS = [
-  'port', 'lockTimeout', 'maxLifetime', 'gcInterval', 'maxLineLength', 'maxConnections', 'idleTimeout', 'maxUnknownCommands', 'lockLease',
-  'storageTimeout', 'maxSessionSize', 'maxMemory', 'maxInputBuffer', 'redisWaitReplicas',
-] as const;
+/**
+ * Every key of SessionServerConfig, once: the config file check, `sessionserver config` and
+ * the README read this list. (The type below fails to compile when a key is missing here.)
+ */
+export const CONFIG_KEYS = [
+  'host', 'port', 'storage', 'savePath', 'fsync', 'lockTimeout', 'maxLifetime', 'gcInterval',
+  'maxLineLength', 'maxConnections', 'idleTimeout', 'maxUnknownCommands', 'logLevel', 'logFormat', 'logger', 'commandsDir',
+  'plugins', 'redisUrl', 'redisPrefix', 'redisWaitReplicas', 'postgresUrl', 'postgresTable', 'lockLease', 'storageTimeout',
+  'maxSessionSize', 'maxMemory', 'maxInputBuffer', 'tls', 'metrics', 'listSessionIds',
+] as const satisfies ReadonlyArray<keyof SessionServerConfig>;
+
+type UnlistedKeys = Exclude<keyof SessionServerConfig, (typeof CONFIG_KEYS)[number]>;
+// A key added to SessionServerConfig must be added to CONFIG_KEYS too.
+const everyKeyListed: [UnlistedKeys] extends [never] ? true : UnlistedKeys = true;
+void everyKeyListed;
+
+/** Keys of the nested objects, checked the same way. */
+export const NESTED_CONFIG_KEYS = {
+  tls: ['cert', 'key', 'ca', 'requestCert'],
+  metrics: ['port', 'host'],
+} as const satisfies { [K in 'tls' | 'metrics']: ReadonlyArray<keyof NonNullable<SessionServerConfig[K]>> };
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** setTimeout's longest delay: a longer one fires at once, the opposite of what was asked. */
+const MAX_TIMER_MS = 2_147_483_647;
+const MAX_TIMER_SECONDS = Math.floor(MAX_TIMER_MS / 1000);
+
+/** The whole-number fields and their ranges (0 means "off" or "no limit" where the field says so). */
+export const NUMBER_RANGES = {
+  port: { min: 1, max: 65535 },
+  lockTimeout: { min: 0, max: MAX_TIMER_MS },
+  maxLifetime: { min: 0 },
+  gcInterval: { min: 0, max: MAX_TIMER_SECONDS },
+  maxLineLength: { min: 1 },
+  maxConnections: { min: 1 },
+  idleTimeout: { min: 0, max: MAX_TIMER_SECONDS },
+  maxUnknownCommands: { min: 0 },
+  lockLease: { min: 1, max: MAX_TIMER_MS },
+  storageTimeout: { min: 0, max: MAX_TIMER_MS },
+  maxSessionSize: { min: 1 },
+  maxMemory: { min: 0 },
+  maxInputBuffer: { min: 0 },
+  redisWaitReplicas: { min: 0 },
+} as const satisfies Partial<Record<keyof SessionServerConfig, { min: number; max?: number }>>;
+
+export type NumberField = keyof typeof NUMBER_RANGES;
+
+/** What a value of `field` must be, as the end of a sentence: `must be an integer between 1 and 65535`. */
+export function numberRequirement(range: { min: number; max?: number }): string {
+  return range.max === undefined ? `must be an integer >= ${range.min}` : `must be an integer between ${range.min} and ${range.max}`;
+}
+
+/** True when `value` fits `range`. */
+export function fitsRange(value: unknown, range: { min: number; max?: number }): boolean {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= range.min && (range.max === undefined || value <= range.max);
+}
+
+function shown(value: unknown): string {
+  return typeof value === 'string' ? JSON.stringify(value) : String(value);
+}
+
+function unknownKey(source: string, key: string, known: readonly string[], prefix = ''): ConfigError {
+  const suggestion = closestName(key, known);
+  return new ConfigError(`${source}: unknown key "${prefix}${key}"${suggestion ? ` (did you mean "${prefix}${suggestion}"?)` : ''}`);
+}
 
 /** Refuses a configuration that would start a broken server, naming the field and the source. */
 export function validateConfig(config: SessionServerConfig, source = 'configuration'): SessionServerConfig {
   if (typeof config !== 'object' || config === null) throw new ConfigError(`${source}: expected an object`);
-  for (const field of WHOLE_NUMBER_FIELDS) {
-    const value = config[field];
-    if (value !== undefined && (!Number.isSafeInteger(value) || value < 0)) {
-      throw new ConfigError(`${source}: ${field} must be a whole number >= 0, got ${typeof value === 'string' ? JSON.stringify(value) : String(value)}`);
-    }
+  for (const key of Object.keys(config)) {
+    if (!(CONFIG_KEYS as readonly string[]).includes(key)) throw unknownKey(source, key, CONFIG_KEYS);
   }
-  if (config.port !== undefined && config.port > 65535) throw new ConfigError(`${source}: port must be <= 65535`);
-  if (config.host !== undefined && (typeof config.host !== 'string' || config.host === '')) {
-    throw new ConfigError(`${source}: host must be a non-empty string`);
+  for (const [parent, keys] of Object.entries(NESTED_CONFIG_KEYS) as Array<[keyof typeof NESTED_CONFIG_KEYS, readonly string[]]>) {
+    const nested = config[parent];
+    if (nested === undefined) continue;
+    if (typeof nested !== 'object' || nested === null) throw new ConfigError(`${source}: ${parent} must be an object`);
+    for (const key of Object.keys(nested)) if (!keys.includes(key)) throw unknownKey(source, key, keys, `${parent}.`);
+  }
+  for (const [field, range] of Object.entries(NUMBER_RANGES) as Array<[NumberField, { min: number; max?: number }]>) {
+    const value = config[field];
+    if (value !== undefined && !fitsRange(value, range)) throw new ConfigError(`${source}: ${field} ${numberRequirement(range)}, got ${shown(value)}`);
+  }
+  if (config.metrics !== undefined && !fitsRange(config.metrics.port, NUMBER_RANGES.port)) {
+    throw new ConfigError(`${source}: metrics.port ${numberRequirement(NUMBER_RANGES.port)}, got ${shown(config.metrics.port)}`);
+  }
+  for (const field of ['host', 'savePath', 'commandsDir', 'redisUrl', 'redisPrefix', 'postgresUrl', 'postgresTable'] as const) {
+    const value = config[field];
+    if (value !== undefined && (typeof value !== 'string' || value === '')) throw new ConfigError(`${source}: ${field} must be a non-empty string`);
+  }
+  if (config.logFormat !== undefined && !(LOG_FORMATS as readonly unknown[]).includes(config.logFormat)) {
+    throw new ConfigError(`${source}: logFormat must be one of ${LOG_FORMATS.join(', ')}, got ${shown(config.logFormat)}`);
+  }
+  if (config.logLevel !== undefined && !(LOG_LEVELS as readonly unknown[]).includes(config.logLevel)) {
+    throw new ConfigError(`${source}: logLevel must be one of ${LOG_LEVELS.join(', ')}, got ${shown(config.logLevel)}`);
   }
   return config;
 }
