@@ -104,6 +104,8 @@ export class Connection {
         this.keepPartial(chunk, start, maxLineLength);
         break;
       }
+      // A complete line is activity; bytes of an unfinished one are not (once per read: cheap).
+      if (start === 0) this.lastActive = Date.now();
       if (this.discarding) {
         this.discarding = false;
       } else if (this.partial) {
@@ -183,7 +185,6 @@ export class Connection {
   }
 
   private receive(line: QueuedLine): void {
-    this.lastActive = Date.now();
     if (this.running || this.writeBlocked || this.queue !== null) {
       (this.queue ??= []).push(line);
       return;
