@@ -60,3 +60,12 @@ test('examples/key-value-server.ts: a protocol of its own from sessionserver/fra
   t.is(await client.request('open abc rw'), 'err unknown command', 'no session commands in a plain line server');
   t.is(await client.request('help'), 'ok del <key>; get <key>; hello; help [command]; incr <key> [by]; ping; quit; set <key> <value>; writes');
 });
+
+test('the session server imports the Redis and PostgreSQL drivers only when they are configured', async (t) => {
+  const loaded = await modulesLoadedBy(dist('session/session-server.js'));
+  const packages = new Set(loaded.map(packageOf).filter((name) => name !== undefined));
+  t.true(packages.has('tapable'), 'the recorder saw the server load');
+  t.false(packages.has('ioredis'));
+  t.false(packages.has('pg'));
+  t.deepEqual(loaded.map(ownModule).filter((path) => path === 'storage/redis.js' || path === 'storage/postgres.js'), []);
+});

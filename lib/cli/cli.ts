@@ -12,7 +12,7 @@ import { checkStartable } from './start-checks.js';
 import { packageInfo } from '../core/package-info.js';
 import { hashPassword } from '../auth/password.js';
 import { SessionServer } from '../session/session-server.js';
-import { STORAGE_NAMES } from '../storage/index.js';
+import { STORAGE_NAMES } from '../storage/options.js';
 
 /** Flags of `serve`; each is also `SESSIONSERVER_<NAME>` in the environment and a config field. */
 function serveOptions(args: Argv) {

@@ -16,7 +16,8 @@ import { isValidSessionId, newSessionId } from '../protocol/session-id.js';
 import { Sessions } from './sessions.js';
 import { reportingStoreFailures } from './store-failures.js';
 import type { SessionStore } from '../storage/contract.js';
-import { createStore, isStorageUnavailable } from '../storage/index.js';
+import { isStorageUnavailable } from '../storage/guard.js';
+import { createEmbeddedStore, loadStore } from '../storage/load.js';
 import { replyText } from '../protocol/replies.js';
 
 const NO_SESSION = replyText('E_NO_SESSION');
@@ -70,8 +71,6 @@ function withMetricsPlugin(config: SessionServerConfig): SessionServerConfig {
  */
 export class SessionServer extends LineServer {
   declare readonly hooks: SessionServerHooks;
-  readonly store: SessionStore;
-  readonly sessions: Sessions;
   readonly maxLifetime: number;
   /** `ids` may list every session id (config `listSessionIds`); off by default: ids are credentials. */
   readonly listSessionIds: boolean;
@@ -81,18 +80,44 @@ export class SessionServer extends LineServer {
 
   constructor(config: SessionServerConfig = {}) {
     super(withMetricsPlugin(config));
-    // Every failed storage operation fires `storageError`, whoever called the store.
-    this.store = reportingStoreFailures(createStore(config, this.log), (error) => {
-      if (this.hooks.storageError.isUsed()) this.hooks.storageError.call(error);
-    });
+    this.config = config;
     this.maxLifetime = config.maxLifetime ?? DEFAULTS.maxLifetime;
     this.listSessionIds = config.listSessionIds ?? false;
     this.gcInterval = config.gcInterval ?? DEFAULTS.gcInterval;
-    const locks = this.store.locks ?? new LockTable();
-    this.sessions = new Sessions(this.store, locks, config.lockTimeout ?? DEFAULTS.lockTimeout, this.hooks, {
-      maxBytes: config.maxSessionSize ?? DEFAULTS.maxSessionSize,
-      storeBytesFree: this.store.bytesFree ? () => this.store.bytesFree!() : undefined,
+    // The embedded stores exist at once; a Redis or PostgreSQL driver is imported at listen().
+    const embedded = createEmbeddedStore(config, this.log);
+    if (embedded) this.attach(embedded);
+  }
+
+  private readonly config: SessionServerConfig;
+  private attached: { store: SessionStore; sessions: Sessions } | null = null;
+
+  /** The session store (for Redis and PostgreSQL: once `listen()` has loaded the driver). */
+  get store(): SessionStore {
+    return this.storage().store;
+  }
+
+  /** Opens, writes and releases sessions for connections; holds the writer locks. */
+  get sessions(): Sessions {
+    return this.storage().sessions;
+  }
+
+  private storage(): { store: SessionStore; sessions: Sessions } {
+    if (this.attached) return this.attached;
+    throw new Error(`the ${String(this.config.storage)} store is loaded by listen(): use server.store once listen() has resolved`);
+  }
+
+  private attach(created: SessionStore): void {
+    // Every failed storage operation fires `storageError`, whoever called the store.
+    const store = reportingStoreFailures(created, (error) => {
+      if (this.hooks.storageError.isUsed()) this.hooks.storageError.call(error);
     });
+    const locks = store.locks ?? new LockTable();
+    const sessions = new Sessions(store, locks, this.config.lockTimeout ?? DEFAULTS.lockTimeout, this.hooks, {
+      maxBytes: this.config.maxSessionSize ?? DEFAULTS.maxSessionSize,
+      storeBytesFree: store.bytesFree ? () => store.bytesFree!() : undefined,
+    });
+    this.attached = { store, sessions };
   }
 
   protected override defineHooks(): HookFactories {
@@ -118,6 +143,7 @@ export class SessionServer extends LineServer {
   }
 
   protected override async beforeListen(): Promise<void> {
+    if (!this.attached) this.attach(await loadStore(this.config, this.log));
     await this.store.open();
     if (this.gcInterval > 0 && !this.gcTimer) {
       this.gcTimer = setInterval(() => void this.sweep(), this.gcInterval * 1000);
@@ -133,6 +159,7 @@ export class SessionServer extends LineServer {
   protected override async afterClose(): Promise<void> {
     if (this.gcTimer) clearInterval(this.gcTimer);
     this.gcTimer = null;
+    if (!this.attached) return; // listen() failed before the driver was loaded
     await this.sessions.locks.close?.();
     await this.store.close();
   }
