@@ -238,6 +238,11 @@ export class Connection {
         });
       }
     }
-    if (this.ending && !this.running) this.socket.end();
+    if (this.ending && !this.running) {
+      this.socket.end();
+      // Read on (and ignore) whatever the client still sends, so its FIN is seen and the
+      // connection released: a paused socket would hold the session's lock until idle timeout.
+      this.socket.resume();
+    }
   }
 }
