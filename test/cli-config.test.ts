@@ -1,8 +1,9 @@
 import { execFile } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import test from 'ava';
-import { BIN, freePort, startCli } from './support/cli-process.js';
+import { BIN, freePort, REPO_ROOT, startCli } from './support/cli-process.js';
+import { serveFlags } from './support/serve-flags.js';
 import { tempDir } from './support/server.js';
 
 // The real binary's answers to bad flags, variables and config files, and `sessionserver config`.
@@ -151,4 +152,14 @@ test('sessionserver config prints each value with its source (flag, env, file, d
   t.deepEqual(parsed.settings.find((setting) => setting.key === 'redisUrl'), { key: 'redisUrl', value: 'redis://:[redacted]@127.0.0.1:6380', source: 'flag' });
   t.deepEqual(parsed.settings.find((setting) => setting.key === 'maxLineLength')?.source, 'default');
   t.false(json.stdout.includes('flag-secret'));
+});
+
+test("README's CLI table lists every serve flag, and only real ones", async (t) => {
+  const readme = await readFile(join(REPO_ROOT, 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('\n## CLI\n'), readme.indexOf('\n## Configuration file\n'));
+  const table = /```\n(sessionserver \[serve\][\s\S]*?)```/.exec(section)![1]!;
+  const documented = new Set([...table.matchAll(/(?<![\w-])(--[a-z0-9-]+)/g)].map((match) => match[1]!));
+  const real = await serveFlags();
+  for (const flag of real) t.true(documented.has(flag), `${flag} is in the README`);
+  for (const flag of documented) if (flag !== '--json') t.true(real.has(flag), `${flag} is a real flag`);
 });
