@@ -16,7 +16,6 @@ export const REPLY_TEXTS = {
   E_HTTP_REFUSED: 'HTTP requests are not accepted on this port',
   E_SHUTTING_DOWN: 'Server is shutting down',
   E_MULTILINE_VALUE: 'Value cannot be sent on one line',
-  E_INPUT_BUDGET: 'Server input buffer full, retry later',
   // Sessions.
   E_NO_SESSION: 'No session opened.',
   /** `open`/`new` failed: no such session for `r`, a bad id or mode, or storage trouble. */
