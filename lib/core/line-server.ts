@@ -399,7 +399,11 @@ export class LineServer {
   private releaseConnection(connection: Connection): Promise<void> {
     let done = this.releasing.get(connection);
     if (!done) {
-      done = this.closeConnection(connection).catch((error: unknown) => this.reportError(error, connection));
+      done = this.closeConnection(connection).catch((error: unknown) => {
+        // A refusal the client would have been told (storage down, session too large) is no bug: no stack.
+        if (isCommandError(error)) this.log.warn({ connection: connection.id, code: error.code, reason: error.message }, 'could not release what a departed client held');
+        else this.reportError(error, connection);
+      });
       this.releasing.set(connection, done);
     }
     return done;
