@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --only=50x16,memory,storage,latency,metrics] [-- --cpu-prof] [-- --targets=sessionserver,bare-node] [-- --keys=1000]`
+ * `npm run bench [-- --quick] [-- --only=50x16,memory,storage,latency,metrics,cycle] [-- --cpu-prof] [-- --targets=sessionserver,bare-node] [-- --keys=1000]`
  * (or BENCH_QUICK=1, BENCH_ONLY=…, BENCH_CPU_PROF=1, BENCH_TARGETS=…, BENCH_KEYS=…). How to read the
  * output: bench/README.md. Each server and the load generator run in their own
  * processes; this one only orchestrates and prints.
@@ -16,6 +16,7 @@ import { RemoteLoadGenerator } from './remote-load-generator.js';
 import { memoryTable, noiseWarning, ratioTable, throughputTable, type Scenario, type ThroughputResults } from './report.js';
 import { runLatencyBench } from './latency.js';
 import { runStorageBench } from './storage.js';
+import { runSessionCycleBench } from './session-cycle.js';
 import { redisServerInstalled, startBareServer, startRedisServer, startSessionserver, type Target, type TargetName } from './targets.js';
 import { DEFAULT_KEY_SPACE, DEFAULT_VALUE_BYTES } from './workload.js';
 
@@ -38,6 +39,8 @@ interface Options {
   latency: boolean;
   /** sessionserver with and without the metrics plugin at 50x16 (bench/metrics-overhead.ts). */
   metrics: boolean;
+  /** The session cycle (open rw, put, get, close) per store and directly on Redis and PostgreSQL (bench/session-cycle.ts). */
+  cycle: boolean;
   targets: TargetName[];
   warmupMs: number;
   durationMs: number;
@@ -56,8 +59,8 @@ function readOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
   const quick = flag('quick');
   const only = value('only')?.split(',').map((s) => s.trim()).filter(Boolean);
   for (const name of only ?? []) {
-    if (name !== 'memory' && name !== 'storage' && name !== 'latency' && name !== 'metrics' && !SCENARIOS.some((s) => s.name === name)) {
-      throw new Error(`--only: unknown scenario ${name} (known: ${SCENARIOS.map((s) => s.name).join(', ')}, memory, storage, latency, metrics)`);
+    if (name !== 'memory' && name !== 'storage' && name !== 'latency' && name !== 'metrics' && name !== 'cycle' && !SCENARIOS.some((s) => s.name === name)) {
+      throw new Error(`--only: unknown scenario ${name} (known: ${SCENARIOS.map((s) => s.name).join(', ')}, memory, storage, latency, metrics, cycle)`);
     }
   }
   const targets = (value('targets')?.split(',').map((s) => s.trim()) ?? TARGET_ORDER) as TargetName[];
@@ -72,6 +75,7 @@ function readOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     storage: only ? only.includes('storage') : true,
     latency: only ? only.includes('latency') : true,
     metrics: only ? only.includes('metrics') : true,
+    cycle: only ? only.includes('cycle') : true,
     targets: TARGET_ORDER.filter((name) => targets.includes(name)),
     warmupMs: quick ? 300 : 1000,
     durationMs: quick ? 1500 : 4000,
@@ -169,10 +173,10 @@ async function main(): Promise<void> {
   const options = readOptions(process.argv.slice(2), process.env);
   killChildrenOnExit();
   const watchdog = setTimeout(() => {
-    console.error('bench: took longer than 6 minutes, giving up');
+    console.error('bench: took longer than 8 minutes, giving up');
     killAllChildren();
     process.exit(1);
-  }, 360_000);
+  }, 480_000);
   ensureBuilt();
 
   const haveRedis = redisServerInstalled();
@@ -190,6 +194,7 @@ async function main(): Promise<void> {
     const storage = options.storage ? await runStorageBench({ quick: options.quick }) : null;
     const latency = options.latency ? await runLatencyBench({ quick: options.quick }) : null;
     const metricsOverhead = options.metrics ? await runMetricsOverheadBench(options, generator) : null;
+    const cycle = options.cycle ? await runSessionCycleBench({ quick: options.quick, cpuProfile: options.cpuProfile }) : null;
 
     if (throughput) {
       console.log(`\nthroughput: N connections x pipeline depth D; put/get alternating over ${options.keySpace} keys per connection, ${DEFAULT_VALUE_BYTES}-byte values`);
@@ -206,6 +211,7 @@ async function main(): Promise<void> {
     if (storage) console.log(`\n${storage}`);
     if (latency) console.log(`\n${latency}`);
     if (metricsOverhead) console.log(`\n${metricsOverhead}`);
+    if (cycle) console.log(`\n${cycle}`);
     if (throughput?.profilePath) {
       console.log(`\n${formatProfileSummary(throughput.profilePath)}`);
     }
