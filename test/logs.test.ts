@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import test from 'ava';
-import { BIN, freePort, REPO_ROOT, startCli } from './support/cli-process.js';
+import { BIN, freePort, startCli } from './support/cli-process.js';
+import { tempDir } from './support/server.js';
 import { until } from './support/wait.js';
 
 // The server's own log lines, read from the real binary's stdout.
@@ -20,7 +21,7 @@ function withoutColourOverrides(): NodeJS.ProcessEnv {
 }
 
 test('--log-format json: a "listening" line naming address, storage and TLS, a "stopped" line at shutdown', async (t) => {
-  const server = await startCli(t, ['--storage', 'memory', '--log-format', 'json']);
+  const server = await startCli(t, ['--storage', 'memory', '--log-format', 'json'], { cwd: await tempDir(t) });
   await until(() => server.output().includes('sessionserver listening'), 'the listening line');
   server.child.kill('SIGTERM');
   t.is(await server.exited, 0);
@@ -32,7 +33,7 @@ test('--log-format json: a "listening" line naming address, storage and TLS, a "
 });
 
 test('logs are JSON lines when stdout is not a terminal and no format is asked for', async (t) => {
-  const server = await startCli(t, ['--storage', 'memory'], { env: withoutColourOverrides() });
+  const server = await startCli(t, ['--storage', 'memory'], { cwd: await tempDir(t), env: withoutColourOverrides() });
   await until(() => server.output().includes('sessionserver listening'), 'the listening line');
   server.child.kill('SIGTERM');
   t.is(await server.exited, 0);
@@ -42,7 +43,7 @@ test('logs are JSON lines when stdout is not a terminal and no format is asked f
 });
 
 test('--log-format pretty: readable lines, without colour codes when stdout is a pipe', async (t) => {
-  const server = await startCli(t, ['--storage', 'memory', '--log-format', 'pretty'], { env: withoutColourOverrides() });
+  const server = await startCli(t, ['--storage', 'memory', '--log-format', 'pretty'], { cwd: await tempDir(t), env: withoutColourOverrides() });
   await until(() => server.output().includes('sessionserver listening'), 'the listening line');
   server.child.kill('SIGTERM');
   t.is(await server.exited, 0);
@@ -57,7 +58,7 @@ test('on a terminal the logs are coloured lines by default', async (t) => {
   const port = await freePort();
   // `script` gives the server a pseudo-terminal as stdout; `sh` tells the server's pid first.
   const command = `sh -c 'echo PID=$$; exec "${process.execPath}" "${BIN}" serve --port ${port} --storage memory'`;
-  const child = spawn('script', ['-qfec', command, '/dev/null'], { cwd: REPO_ROOT, env: { ...withoutColourOverrides(), TERM: 'xterm-256color' }, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn('script', ['-qfec', command, '/dev/null'], { cwd: await tempDir(t), env: { ...withoutColourOverrides(), TERM: 'xterm-256color' }, stdio: ['pipe', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (chunk) => (output += chunk));
   child.stderr.on('data', (chunk) => (output += chunk));

@@ -34,6 +34,7 @@ function serveOptions(args: Argv) {
     .option('redis-prefix', { type: 'string', describe: 'redis store: key prefix', defaultDescription: DEFAULTS.redisPrefix })
     .option('postgres-url', { type: 'string', describe: 'postgres store: postgres://user:password@host:port/database', defaultDescription: "pg's PG* variables" })
     .option('postgres-table', { type: 'string', describe: 'postgres store: table (or schema.table)', defaultDescription: DEFAULTS.postgresTable })
+    .option('postgres-pool-size', { type: 'number', describe: 'postgres store: connections in the pool', defaultDescription: String(DEFAULTS.postgresPoolSize) })
     .option('lock-lease', { type: 'number', describe: 'redis/postgres: ms a writer lock outlives a dead instance', defaultDescription: String(DEFAULTS.lockLease) })
     .option('storage-timeout', { type: 'number', describe: 'ms one storage operation may take before err Storage unavailable', defaultDescription: String(DEFAULTS.storageTimeout) })
     .option('max-session-size', { type: 'number', describe: 'bytes one session may hold', defaultDescription: String(DEFAULTS.maxSessionSize) })
@@ -57,7 +58,7 @@ function serveOptions(args: Argv) {
 const CLI_FIELDS = [
   'host', 'port', 'storage', 'savePath', 'fsync', 'lockTimeout', 'maxLifetime', 'gcInterval',
   'maxLineLength', 'maxConnections', 'idleTimeout', 'maxUnknownCommands', 'logLevel', 'commandsDir',
-  'redisUrl', 'redisPrefix', 'postgresUrl', 'postgresTable', 'lockLease', 'storageTimeout', 'listSessionIds',
+  'redisUrl', 'redisPrefix', 'postgresUrl', 'postgresTable', 'postgresPoolSize', 'lockLease', 'storageTimeout', 'listSessionIds',
   'maxSessionSize', 'maxMemory', 'maxInputBuffer', 'logFormat', 'redisWaitReplicas',
 ] as const;
 
@@ -103,8 +104,6 @@ async function serve(argv: Record<string, unknown>, commandLine: readonly string
   });
   const address = await server.listen();
   serving = true;
-  const tls = !config.tls ? 'off' : config.tls.ca ? 'mutual' : 'on';
-  server.log.info({ host: address.address, port: address.port, storage: server.store.name, tls }, 'sessionserver listening');
   const stop = (signal: string) => {
     if (stopping) {
       server.log.warn({ signal }, 'second signal: exiting without waiting');
@@ -130,6 +129,9 @@ async function serve(argv: Record<string, unknown>, commandLine: readonly string
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  // Logged once the handlers are in place: whoever waits for this line may signal at once.
+  const tls = !config.tls ? 'off' : config.tls.ca ? 'mutual' : 'on';
+  server.log.info({ host: address.address, port: address.port, storage: server.store.name, tls }, 'sessionserver listening');
 }
 
 /** `sessionserver config`: what serve would run with, each value with its source; secrets redacted. */
