@@ -47,6 +47,8 @@ test('a lock is a lease row with the owner token; the holder renews it; release 
   }, 'a renewal of the lease');
   t.is((await lockRow(a, 's'))?.owner, a.locks.tokenOf('s') ?? 'no token', 'still ours');
   await lock.release();
+  // The release answers at once; its DELETE is on its way (PostgresLocks.unlock).
+  await a.locks.settled();
   t.is(await lockRow(a, 's'), undefined, 'the row is gone');
 });
 

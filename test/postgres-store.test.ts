@@ -5,7 +5,7 @@ import { migrate, PostgresNames, SCHEMA_VERSION } from '../lib/storage/postgres-
 import { openStore, POSTGRES_URL, postgresAdmin, postgresConfig } from './fixtures/stores.js';
 import { startServer } from './support/server.js';
 
-test('the first start creates the tables: sessions with an index on last access, unlogged lock rows', async (t) => {
+test('the first start creates the tables: sessions with indexes for the sweep, unlogged lock rows', async (t) => {
   const config = await postgresConfig(t);
   const [schema] = config.postgresTable!.split('.');
   const { connect } = await startServer(t, config);
@@ -23,7 +23,7 @@ test('the first start creates the tables: sessions with an index on last access,
     { relname: 'sessions_schema', relpersistence: 'p' },
   ]);
   const indexes = await postgresAdmin<{ indexdef: string }>(`SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = 'sessions'`, [schema]);
-  t.true(indexes.some(({ indexdef }) => /\(last_access\)$/.test(indexdef)), 'an index for the gc sweep');
+  t.true(indexes.some(({ indexdef }) => /\(access_slot\) WHERE \(lifetime IS NULL\)$/.test(indexdef)), 'an index for the gc sweep');
   t.deepEqual(await postgresAdmin(`SELECT version FROM "${schema}".sessions_schema`), [{ version: SCHEMA_VERSION }]);
   // The values are plain JSON, readable from SQL.
   t.deepEqual(await postgresAdmin(`SELECT data::json->>'user' AS user, data::json->>'' AS empty FROM "${schema}".sessions WHERE id = $1`, [sid]), [

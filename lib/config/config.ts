@@ -32,6 +32,8 @@ export interface SessionServerConfig extends LineServerOptions {
   postgresUrl?: string;
   /** PostgreSQL store: the sessions table, `name` or `schema.name`. Default `sessionserver_sessions`. */
   postgresTable?: string;
+  /** PostgreSQL store: connections in its pool (one more listens for lock releases). Default 10. */
+  postgresPoolSize?: number;
   /**
    * Redis and PostgreSQL stores: milliseconds a writer lock outlives its instance (renewed
    * while held), so a killed instance's locks free themselves within it. Default 10000.
@@ -84,7 +86,7 @@ export function defineConfig(config: SessionServerConfig): SessionServerConfig {
 export const CONFIG_KEYS = [
   'host', 'port', 'storage', 'savePath', 'fsync', 'lockTimeout', 'maxLifetime', 'gcInterval',
   'maxLineLength', 'maxConnections', 'idleTimeout', 'maxUnknownCommands', 'logLevel', 'logFormat', 'logger', 'commandsDir',
-  'plugins', 'redisUrl', 'redisPrefix', 'redisWaitReplicas', 'postgresUrl', 'postgresTable', 'lockLease', 'storageTimeout',
+  'plugins', 'redisUrl', 'redisPrefix', 'redisWaitReplicas', 'postgresUrl', 'postgresTable', 'postgresPoolSize', 'lockLease', 'storageTimeout',
   'maxSessionSize', 'maxMemory', 'maxInputBuffer', 'tls', 'metrics', 'listSessionIds',
 ] as const satisfies ReadonlyArray<keyof SessionServerConfig>;
 
@@ -116,6 +118,7 @@ export const NUMBER_RANGES = {
   idleTimeout: { min: 0, max: MAX_TIMER_SECONDS },
   maxUnknownCommands: { min: 0 },
   lockLease: { min: 1, max: MAX_TIMER_MS },
+  postgresPoolSize: { min: 1, max: 10_000 },
   storageTimeout: { min: 0, max: MAX_TIMER_MS },
   maxSessionSize: { min: 1 },
   maxMemory: { min: 0 },

@@ -13,6 +13,7 @@ export const DEFAULTS = {
   redisUrl: 'redis://127.0.0.1:6379',
   redisPrefix: 'sessionserver:',
   postgresTable: 'sessionserver_sessions',
+  postgresPoolSize: 10,
   lockLease: 10_000,
   storageTimeout: 1000,
   maxSessionSize: 16 * 1024 * 1024,

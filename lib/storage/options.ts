@@ -26,6 +26,7 @@ export const driverOptions = {
   postgres: (config: SessionServerConfig, log: StorageLogger | undefined) => ({
     url: config.postgresUrl,
     table: config.postgresTable,
+    poolSize: config.postgresPoolSize,
     lockLease: config.lockLease,
     ...guarded(config, log),
   }),

@@ -17,9 +17,11 @@ export function releaseTag(sessionId: string): string {
 
 /**
  * Writer locks as lease rows in PostgreSQL: a row (id, owner token, expires_at) per held
- * lock, taken by an upsert that only overwrites an expired row. A waiter marks the row
- * `contended`; the release (compare-and-delete by token) sends NOTIFY only then, so the
- * common uncontended release costs one DELETE and no notification. Every instance LISTENs
+ * lock, taken by an upsert that only overwrites an expired row, in the same round trip that
+ * reads the session (the server function lock_and_load; the store's load takes what it read).
+ * A waiter marks the row `contended`; the release (compare-and-delete by token) sends NOTIFY
+ * only then, so the common uncontended release costs one DELETE of an unlogged row and no
+ * notification, and nobody waits for it (see unlock). Every instance LISTENs
  * on one channel on a connection of its own, outside the pool; the payload is a hash of the
  * session id (releaseTag), matched against the sessions this instance has writers waiting for.
  */
@@ -30,6 +32,10 @@ export class PostgresLocks extends LeaseLockManager {
   private stopped = false;
   /** releaseTag → session id, for the sessions this instance's writers wait for. */
   private readonly watched = new Map<string, string>();
+  /** What lock_and_load read with each lock this instance took, until the load that follows. */
+  private readonly loaded = new Map<string, { token: string; data: string | null }>();
+  /** Releases on their way, per session. */
+  private readonly unlocking = new Map<string, Promise<void>>();
 
   constructor(
     private readonly pool: pg.Pool,
@@ -94,48 +100,85 @@ export class PostgresLocks extends LeaseLockManager {
     this.reconnectTimer.unref();
   }
 
-  /** One round trip on the pool, bounded like every storage operation. */
-  private query<R extends pg.QueryResultRow>(text: string, values: unknown[]): Promise<pg.QueryResult<R>> {
-    return this.guard.run(() => this.pool.query<R>(text, values));
+  /** One round trip on the pool, bounded like every storage operation; `name` makes it a prepared statement. */
+  private query<R extends pg.QueryResultRow>(name: string, text: string, values: unknown[]): Promise<pg.QueryResult<R>> {
+    return this.guard.run(() => this.pool.query<R>({ name, text, values }));
   }
 
   protected async tryLock(sessionId: string, token: string): Promise<LockAttempt> {
-    const { locks } = this.names;
-    // Take the row if it is free or its lease ran out; otherwise mark it contended (so its
-    // release will notify) and report how long the holder's lease has left.
-    const { rows } = await this.query<{ taken: boolean; retry_ms: string | null }>(
-      `WITH taken AS (
-         INSERT INTO ${locks} AS l (id, owner, expires_at)
-         VALUES ($1, $2, clock_timestamp() + $3 * interval '1 millisecond')
-         ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
-           WHERE l.expires_at <= clock_timestamp()
-         RETURNING 1
-       ), waiting AS (
-         UPDATE ${locks} SET contended = true
-         WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM taken)
-         RETURNING expires_at
-       )
-       SELECT EXISTS (SELECT 1 FROM taken) AS taken,
-              (SELECT ceil(extract(epoch FROM expires_at - clock_timestamp()) * 1000) FROM waiting) AS retry_ms`,
+    // A release of this instance still on its way goes first: the lock may be ours to take again.
+    await this.unlocking.get(sessionId);
+    // One round trip takes the lock and reads the session (or marks the lock contended and
+    // says how long the holder's lease has left): see lock_and_load in postgres-schema.ts.
+    const { rows } = await this.query<{ taken: boolean; retry_ms: string | null; data: string | null }>(
+      'sessionserver_lock_and_load',
+      `SELECT taken, retry_ms, data FROM ${this.names.lockAndLoad}($1, $2, $3)`,
       [sessionId, token, this.leaseMs],
     );
     const row = rows[0]!;
-    if (row.taken) return { acquired: true };
+    if (row.taken) {
+      this.loaded.set(sessionId, { token, data: row.data });
+      return { acquired: true };
+    }
     // No row to mark: it was released (or inserted by a transaction we could not see yet) just now.
     return { acquired: false, retryInMs: row.retry_ms === null ? 0 : Math.max(0, Number(row.retry_ms)) };
   }
 
-  protected async unlock(sessionId: string, token: string): Promise<void> {
-    await this.query(
-      `WITH gone AS (DELETE FROM ${this.names.locks} WHERE id = $1 AND owner = $2 RETURNING contended)
-       SELECT pg_notify($3, $4) FROM gone WHERE contended`,
-      [sessionId, token, this.names.releaseChannel, releaseTag(sessionId)],
-    );
+  /**
+   * The session as read when this instance took its lock, once, while it still holds that
+   * lock: the load that follows an acquire costs no round trip. Null data: no such session.
+   */
+  takeLoaded(sessionId: string): { data: string | null } | undefined {
+    const loaded = this.loaded.get(sessionId);
+    if (!loaded) return undefined;
+    this.loaded.delete(sessionId);
+    return loaded.token === this.tokenOf(sessionId) ? loaded : undefined;
+  }
+
+  /** The session was written or deleted under the lock: what was read with the lock is stale. */
+  forgetLoaded(sessionId: string): void {
+    this.loaded.delete(sessionId);
+  }
+
+  /**
+   * Deletes the lock row (compare-and-delete by token; NOTIFY only when a waiter marked it)
+   * without making the caller wait: the owner's changes are committed before the release
+   * starts, so the client's `ok` need not wait for a write that costs no fsync. This instance's
+   * next attempt on the session waits for it (tryLock), other instances are woken by its
+   * NOTIFY, and one that fails leaves the row to its lease (a takeover then waits out one
+   * lease; the next attempt of this instance tries the delete again first).
+   */
+  protected unlock(sessionId: string, token: string): Promise<void> {
+    const loaded = this.loaded.get(sessionId);
+    if (loaded?.token === token) this.loaded.delete(sessionId);
+    const previous = this.unlocking.get(sessionId);
+    const release = () =>
+      this.query(
+        'sessionserver_unlock',
+        `WITH gone AS (DELETE FROM ${this.names.locks} WHERE id = $1 AND owner = $2 RETURNING contended)
+         SELECT pg_notify($3, $4) FROM gone WHERE contended`,
+        [sessionId, token, this.names.releaseChannel, releaseTag(sessionId)],
+      ).then(
+        () => {},
+        () => {},
+      );
+    const done: Promise<void> = previous ? previous.then(release) : release();
+    this.unlocking.set(sessionId, done);
+    void done.then(() => {
+      if (this.unlocking.get(sessionId) === done) this.unlocking.delete(sessionId);
+    });
+    return Promise.resolve();
+  }
+
+  /** Resolves once every release sent so far has had its answer. */
+  async settled(): Promise<void> {
+    while (this.unlocking.size > 0) await Promise.all(this.unlocking.values());
   }
 
   protected async renew(locks: ReadonlyMap<string, string>): Promise<string[]> {
     const ids = [...locks.keys()];
     const { rows } = await this.query<{ id: string }>(
+      'sessionserver_renew',
       `UPDATE ${this.names.locks} AS l SET expires_at = clock_timestamp() + $3 * interval '1 millisecond'
        FROM unnest($1::text[], $2::text[]) AS held(id, owner)
        WHERE l.id = held.id AND l.owner = held.owner
@@ -162,6 +205,8 @@ export class PostgresLocks extends LeaseLockManager {
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = null;
     await super.close();
+    await this.settled();
+    this.loaded.clear();
     const listener = this.listener;
     this.listener = null;
     await listener?.end().catch(() => {});

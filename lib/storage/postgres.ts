@@ -1,12 +1,12 @@
 import pg from 'pg';
 import { DEFAULTS } from '../config/defaults.js';
-import { StoreError } from '../core/errors.js';
+import { ConfigError, StoreError } from '../core/errors.js';
 import { isValidSessionId } from '../protocol/session-id.js';
 import type { SessionData, SessionExpiry, SessionStore } from './contract.js';
 import { StorageGuard, type StorageLogger } from './guard.js';
 import { checkLifetime } from './lifetime.js';
 import { PostgresLocks } from './postgres-locks.js';
-import { migrate, PostgresNames } from './postgres-schema.js';
+import { migrate, PostgresNames, slotOf } from './postgres-schema.js';
 
 export interface PostgresStoreOptions {
   /** `postgres://user:password@host:port/database?…`; omitted, pg reads the PG* variables (PGHOST, …). */
@@ -15,7 +15,7 @@ export interface PostgresStoreOptions {
   table?: string;
   /** Milliseconds a writer lock lives without renewal. Default 10000. */
   lockLease?: number;
-  /** Connections in the pool. Default 10. */
+  /** Connections in the pool (`postgresPoolSize`), besides one that listens for lock releases. Default 10. */
   poolSize?: number;
   /** Milliseconds one operation may take before it fails with `Storage unavailable` (`storageTimeout`); 0 waits forever. Default 1000. */
   timeout?: number;
@@ -26,6 +26,8 @@ export interface PostgresStoreOptions {
 const COLLECT_BATCH = 500;
 // A session past its own lifetime is gone for every reader, before any sweep deletes its row.
 const ALIVE = `(lifetime IS NULL OR last_access > now() - lifetime * interval '1 second')`;
+// What every recorded access sets (see access_slot in postgres-schema.ts).
+const ACCESS_NOW = `last_access = now(), access_slot = ${slotOf('now()')}`;
 // An access time is not worth an fsync: statements that only record one commit without waiting
 // for the WAL flush (a crash may lose the last moments of access times, never values).
 const NO_FLUSH = `(SELECT set_config('synchronous_commit', 'off', true)) AS no_flush`;
@@ -73,7 +75,9 @@ export class PostgresStore implements SessionStore {
     const timeoutMs = options.timeout ?? DEFAULTS.storageTimeout;
     this.guard = new StorageGuard({ storage: this.name, timeoutMs, log: options.log, isUnavailable: isPostgresUnavailable });
     const connection = connectionSettings(options.url === undefined ? {} : { connectionString: options.url }, timeoutMs);
-    this.pool = new pg.Pool({ ...connection, max: options.poolSize ?? 10 });
+    const poolSize = options.poolSize ?? DEFAULTS.postgresPoolSize;
+    if (!Number.isSafeInteger(poolSize) || poolSize < 1) throw new ConfigError('postgresPoolSize must be a whole number of connections, at least 1');
+    this.pool = new pg.Pool({ ...connection, max: poolSize });
     // An idle pooled connection that breaks is discarded by the pool; the next query opens a new one.
     this.pool.on('error', () => {});
     this.locks = new PostgresLocks(this.pool, connection, this.names, options.lockLease, this.guard);
@@ -81,33 +85,46 @@ export class PostgresStore implements SessionStore {
 
   async open(): Promise<void> {
     try {
+      // Listen first: an instance of another layout version starting now sees this one (checkLayout).
+      await this.locks.start();
       await migrate(this.pool, this.names);
     } catch (error) {
-      if (error instanceof StoreError) throw error;
+      await this.locks.close();
+      if (error instanceof ConfigError || (error instanceof StoreError && !/^cannot listen/.test(error.message))) throw error;
       throw new StoreError(`cannot prepare the PostgreSQL session tables: ${(error as Error).message}`);
     }
-    await this.locks.start();
   }
 
-  load(id: string): Promise<SessionData | undefined> {
+  /** A prepared statement on a pooled connection: parsed and planned once per connection. */
+  private query<R extends pg.QueryResultRow>(name: string, text: string, values: unknown[]): Promise<pg.QueryResult<R>> {
+    return this.pool.query<R>({ name, text, values });
+  }
+
+  async load(id: string): Promise<SessionData | undefined> {
+    // Opened for writing: read in the same round trip as the lock (PostgresLocks.tryLock).
+    const loaded = this.locks.takeLoaded(checked(id));
+    if (loaded) return loaded.data === null ? undefined : decode(loaded.data);
     return this.guard.run(async () => {
-      const { rows } = await this.pool.query<{ data: string }>(
-        `UPDATE ${this.names.sessions} SET last_access = now() FROM ${NO_FLUSH} WHERE id = $1 AND ${ALIVE} RETURNING data`,
-        [checked(id)],
-      );
-      return rows.length === 0 ? undefined : decode(rows[0]!.data);
+      // Read-only: a read, and a write only when the recorded access is stale (see the load function).
+      const { rows } = await this.query<{ data: string | null }>('sessionserver_load', `SELECT ${this.names.load}($1) AS data`, [id]);
+      const data = rows[0]?.data ?? null;
+      return data === null ? undefined : decode(data);
     });
   }
 
   save(id: string, data: SessionData): Promise<void> {
     return this.guard.run(async () => {
-      // Fenced: a writer whose lease ran out (and may have been taken over) must not overwrite the new holder.
-      const { rowCount } = await this.pool.query(
-        `INSERT INTO ${this.names.sessions} (id, data, last_access)
-         SELECT $1, $2, now()
-         WHERE $3::text IS NULL OR EXISTS (SELECT 1 FROM ${this.names.locks} WHERE id = $1 AND owner = $3)
-         ON CONFLICT (id) DO UPDATE SET data = excluded.data, last_access = excluded.last_access`,
-        [checked(id), JSON.stringify(Object.fromEntries(data)), this.locks.tokenOf(id) ?? null],
+      this.locks.forgetLoaded(checked(id));
+      // Fenced: a writer whose lease ran out (and may have been taken over) must not overwrite
+      // the new holder. FOR SHARE makes a takeover of the lock wait until this write commits,
+      // so the new holder reads it (or this write finds the lock gone and is refused).
+      const { rowCount } = await this.query(
+        'sessionserver_save',
+        `INSERT INTO ${this.names.sessions} (id, data, last_access, access_slot)
+         SELECT $1, $2, now(), ${slotOf('now()')}
+         WHERE $3::text IS NULL OR EXISTS (SELECT 1 FROM ${this.names.locks} WHERE id = $1 AND owner = $3 FOR SHARE)
+         ON CONFLICT (id) DO UPDATE SET data = excluded.data, last_access = excluded.last_access, access_slot = excluded.access_slot`,
+        [id, JSON.stringify(Object.fromEntries(data)), this.locks.tokenOf(id) ?? null],
       );
       if (rowCount !== 1) throw new StoreError('not written: the writer lock on this session was lost (its lease ran out)');
     });
@@ -115,15 +132,17 @@ export class PostgresStore implements SessionStore {
 
   destroy(id: string): Promise<boolean> {
     return this.guard.run(async () => {
-      const { rowCount } = await this.pool.query(`DELETE FROM ${this.names.sessions} WHERE id = $1`, [checked(id)]);
+      this.locks.forgetLoaded(checked(id));
+      const { rowCount } = await this.query('sessionserver_destroy', `DELETE FROM ${this.names.sessions} WHERE id = $1`, [id]);
       return rowCount === 1;
     });
   }
 
   touch(id: string): Promise<boolean> {
     return this.guard.run(async () => {
-      const { rowCount } = await this.pool.query(
-        `UPDATE ${this.names.sessions} SET last_access = now() FROM ${NO_FLUSH} WHERE id = $1 AND ${ALIVE}`,
+      const { rowCount } = await this.query(
+        'sessionserver_touch',
+        `UPDATE ${this.names.sessions} SET ${ACCESS_NOW} FROM ${NO_FLUSH} WHERE id = $1 AND ${ALIVE}`,
         [checked(id)],
       );
       return rowCount === 1;
@@ -134,7 +153,7 @@ export class PostgresStore implements SessionStore {
     return this.guard.run(async () => {
       checkLifetime(seconds);
       const { rowCount } = await this.pool.query(
-        `UPDATE ${this.names.sessions} SET lifetime = $2, last_access = now() WHERE id = $1 AND ${ALIVE}`,
+        `UPDATE ${this.names.sessions} SET lifetime = $2, ${ACCESS_NOW} WHERE id = $1 AND ${ALIVE}`,
         [checked(id), seconds],
       );
       return rowCount === 1;
@@ -160,38 +179,46 @@ export class PostgresStore implements SessionStore {
   }
 
   /**
-   * Pages through the expired sessions in last-access order (the indexes), sparing those
-   * held by this instance's clients and those write-locked by any instance; the delete
-   * checks again, as a client may have used a session meanwhile. A session's own lifetime
-   * overrides `maxIdleMs`, longer or shorter.
+   * Deletes the expired sessions in batches found through the access-slot indexes (never a
+   * scan of every row), sparing those held by this instance's clients and those write-locked
+   * by any instance; the delete checks again, as a client may have used a session meanwhile.
+   * A session's own lifetime overrides `maxIdleMs`, longer or shorter.
    */
   async collect(maxIdleMs: number, isHeld: (id: string) => boolean): Promise<number> {
     const { sessions, locks } = this.names;
-    const expired = `(s.lifetime IS NULL AND s.last_access < $1
-      OR s.lifetime IS NOT NULL AND s.last_access <= now() - s.lifetime * interval '1 second')
+    // $1: the cut-off for sessions without an own lifetime; $2: now, as seconds since the epoch.
+    // The slot conditions are implied by the exact ones; they let the partial indexes find the rows.
+    const expired = `(s.lifetime IS NULL AND s.access_slot < ceil(extract(epoch FROM $1::timestamptz))::bigint AND s.last_access < $1
+      OR s.lifetime IS NOT NULL AND s.access_slot + s.lifetime <= $2::bigint AND s.last_access <= now() - s.lifetime * interval '1 second')
       AND NOT EXISTS (SELECT 1 FROM ${locks} l WHERE l.id = s.id AND l.expires_at > clock_timestamp())`;
     // Each statement within the timeout: a long sweep goes on as long as PostgreSQL answers.
     const query = <R extends pg.QueryResultRow>(text: string, values: unknown[]) => this.guard.run(() => this.pool.query<R>(text, values));
-    const { rows: now } = await query<{ cutoff: Date }>(`SELECT now() - $1::bigint * interval '1 millisecond' AS cutoff`, [
-      Math.max(0, Math.floor(maxIdleMs)),
-    ]);
-    const cutoff = now[0]!.cutoff;
-    let after: { lastAccess: Date | string; id: string } = { lastAccess: '-infinity', id: '' };
+    const { rows: now } = await query<{ cutoff: Date; now_s: string }>(
+      `SELECT now() - $1::bigint * interval '1 millisecond' AS cutoff, ceil(extract(epoch FROM now()))::bigint AS now_s`,
+      [Math.max(0, Math.floor(maxIdleMs))],
+    );
+    const { cutoff, now_s: nowSeconds } = now[0]!;
+    // Expired rows this sweep leaves (held here, or used or locked meanwhile): not asked for again.
+    const spared: string[] = [];
     let removed = 0;
     for (;;) {
-      const { rows } = await query<{ id: string; last_access: Date }>(
-        `SELECT s.id, s.last_access FROM ${sessions} s
-         WHERE ${expired} AND (s.last_access, s.id) > ($2::timestamptz, $3)
-         ORDER BY s.last_access, s.id LIMIT ${COLLECT_BATCH}`,
-        [cutoff, after.lastAccess, after.id],
+      const { rows } = await query<{ id: string }>(
+        `SELECT s.id FROM ${sessions} s WHERE ${expired} AND s.id <> ALL($3::text[]) LIMIT ${COLLECT_BATCH}`,
+        [cutoff, nowSeconds, spared],
       );
       if (rows.length === 0) return removed;
-      const last = rows[rows.length - 1]!;
-      after = { lastAccess: last.last_access, id: last.id };
       const idle = rows.map((row) => row.id).filter((id) => !isHeld(id));
-      if (idle.length === 0) continue;
-      const { rowCount } = await query(`DELETE FROM ${sessions} s WHERE ${expired} AND s.id = ANY($2::text[])`, [cutoff, idle]);
-      removed += rowCount ?? 0;
+      const deleted = new Set<string>();
+      if (idle.length > 0) {
+        const { rows: gone } = await query<{ id: string }>(`DELETE FROM ${sessions} s WHERE ${expired} AND s.id = ANY($3::text[]) RETURNING s.id`, [
+          cutoff,
+          nowSeconds,
+          idle,
+        ]);
+        for (const { id } of gone) deleted.add(id);
+        removed += gone.length;
+      }
+      for (const { id } of rows) if (!deleted.has(id)) spared.push(id);
     }
   }
 
