@@ -3,7 +3,7 @@ import type { ConnectionOptions as TlsOptions } from 'node:tls';
 import { read } from 'read';
 import yargs, { type Argv } from 'yargs';
 import { CLIENT_EXIT, runClient } from './client-repl.js';
-import { validateConfig, type SessionServerConfig } from '../config/config.js';
+import { CONFIG_KEYS, validateConfig, type SessionServerConfig } from '../config/config.js';
 import { DEFAULTS } from '../config/defaults.js';
 import { loadConfigFile } from './config-file.js';
 import { effectiveConfig, formatConfigRows } from './effective-config.js';
@@ -54,13 +54,8 @@ function serveOptions(args: Argv) {
     .option('log-level', { type: 'string', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], describe: 'log level', defaultDescription: 'info' });
 }
 
-/** Config fields the CLI can set, in camelCase as yargs exposes them. */
-const CLI_FIELDS = [
-  'host', 'port', 'storage', 'savePath', 'fsync', 'lockTimeout', 'maxLifetime', 'gcInterval',
-  'maxLineLength', 'maxConnections', 'idleTimeout', 'maxUnknownCommands', 'logLevel', 'commandsDir',
-  'redisUrl', 'redisPrefix', 'postgresUrl', 'postgresTable', 'postgresPoolSize', 'lockLease', 'storageTimeout', 'listSessionIds',
-  'maxSessionSize', 'maxMemory', 'maxInputBuffer', 'logFormat', 'redisWaitReplicas',
-] as const;
+/** Config fields a flag of the same name sets (camelCase, as yargs exposes them); the rest have flags of their own. */
+const CLI_FIELDS = CONFIG_KEYS.filter((key) => !['logger', 'plugins', 'tls', 'metrics'].includes(key));
 
 /** Config file < environment < command line; unset flags leave the file's values alone. */
 export async function resolveServeConfig(argv: Record<string, unknown>): Promise<SessionServerConfig> {
@@ -142,9 +137,11 @@ async function printConfig(argv: Record<string, unknown>, commandLine: readonly 
   else console.log(`${filePath ? `# config file: ${filePath}` : '# no config file'}\n${formatConfigRows(rows)}`);
 }
 
-/** serve's flag names, for "did you mean" answers. */
-function serveFlagNames(): string[] {
-  const options = (serveOptions(yargs([])) as unknown as { getOptions(): { key: Record<string, unknown> } }).getOptions();
+/** The flag names of the subcommand the command line names, for "did you mean" answers. */
+function flagNames(commandLine: readonly string[]): string[] {
+  const command = commandLine[0];
+  const builder = command === 'client' ? clientOptions : command === 'hash-password' ? (args: Argv) => args : serveOptions;
+  const options = (builder(yargs([])) as unknown as { getOptions(): { key: Record<string, unknown> } }).getOptions();
   return Object.keys(options.key);
 }
 
@@ -249,7 +246,7 @@ export async function main(args: string[]): Promise<void> {
       // A check() that returns a text hands it over as the error too; anything thrown is rethrown.
       if (error && typeof error !== 'string') throw error;
       // One line: what is wrong and where the help is, not the whole help.
-      console.error(`${describeYargsFailure(message, args, serveFlagNames())} (see ${helpHint(args)})`);
+      console.error(`${describeYargsFailure(message, args, flagNames(args))} (see ${helpHint(args)})`);
       process.exit(2);
     })
     .version(packageInfo.version)
