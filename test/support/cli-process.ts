@@ -35,7 +35,11 @@ async function accepts(port: number): Promise<boolean> {
   });
 }
 
-/** Runs the built `sessionserver` binary and resolves once its port accepts connections. */
+/**
+ * Runs the built `sessionserver` binary and resolves once its port accepts connections, or
+ * rejects with its output once it has exited. The deadline only turns a hang into a clear
+ * failure: a busy machine (or coverage) may take many seconds to start a process.
+ */
 export async function startCli(t: ExecutionContext, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CliServer> {
   const port = await freePort();
   const child = spawn(process.execPath, [BIN, 'serve', '--port', String(port), ...args], {
@@ -46,15 +50,26 @@ export async function startCli(t: ExecutionContext, args: string[], options: { c
   let output = '';
   child.stdout!.on('data', (chunk) => (output += chunk));
   child.stderr!.on('data', (chunk) => (output += chunk));
-  const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+  let hasExited = false;
+  const exited = new Promise<number | string>((resolve) =>
+    child.once('exit', (code, signal) => {
+      hasExited = true;
+      resolve(code ?? signal ?? -1);
+    }),
+  );
+  // Its output is complete once the pipes have closed, after the exit.
+  const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
   t.teardown(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
-  const deadline = Date.now() + 15_000;
+  const deadline = performance.now() + 60_000;
   while (!(await accepts(port))) {
-    if (child.exitCode !== null) throw new Error(`sessionserver exited early:\n${output}`);
-    if (Date.now() > deadline) throw new Error(`sessionserver did not start:\n${output}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    if (hasExited) {
+      await closed;
+      throw new Error(`sessionserver exited early:\n${output}`);
+    }
+    if (performance.now() > deadline) throw new Error(`sessionserver did not start within a minute:\n${output}`);
+    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 20))]);
   }
   return { child, port, output: () => output, exited };
 }
