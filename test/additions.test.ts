@@ -94,9 +94,9 @@ test('touch marks the session accessed so gc spares it', async (t) => {
     await c.request('put x 1');
     await c.request('close');
   }
-  await sleep(1100);
+  await sleep(2100);
   t.deepEqual(await c.pipeline(['open touched r', 'touch', 'close']), ['ok', 'ok', 'ok']);
-  t.is(await c.request('gc 1'), 'ok 1', 'only the one idle for more than a second');
+  t.is(await c.request('gc 2'), 'ok 1', 'only the one idle for more than two seconds');
   t.is(await c.request('open forgotten r'), 'err Could not open session.');
   t.is(await c.request('open touched r'), 'ok');
 });

@@ -20,12 +20,13 @@ test('ttl: a session past its own lifetime cannot be opened or listed, before an
     const { connect } = await startServer(t, { ...config, gcInterval: 0, listSessionIds: true });
     const c = await connect();
     const sid = (await c.request('new'))!.slice(3);
-    t.deepEqual(await c.pipeline(['put user alice', 'ttl 1', 'ttl', 'close']), ['ok', 'ok', 'ok 1', 'ok'], name);
+    // Two seconds: room for a slow machine between `ttl` and the reads that must still see it.
+    t.deepEqual(await c.pipeline(['put user alice', 'ttl 2', 'ttl', 'close']), ['ok', 'ok', 'ok 2', 'ok'], name);
     t.is(await c.request(`open ${sid} r`), 'ok', name);
     t.is(await c.request('get user'), 'ok alice', name);
     t.is(await c.request('close'), 'ok');
     t.is(await c.request('ids'), `ok ${sid}`, name);
-    await sleep(1100);
+    await sleep(2100);
     t.is(await c.request(`open ${sid} r`), 'err Could not open session.', name);
     t.is(await c.request('ids'), 'ok', name);
     // rw on an expired id starts an empty session, as for any unknown id.
@@ -51,9 +52,9 @@ test('ttl overrides the max lifetime both ways; ttl default gives the session ba
     t.is(await c.request('gc 0'), 'ok 1', name);
     // A short own lifetime is collected by the sweep even though the max lifetime is long.
     const short = (await c.request('new'))!.slice(3);
-    t.deepEqual(await c.pipeline(['ttl 1', 'close']), ['ok', 'ok'], name);
+    t.deepEqual(await c.pipeline(['ttl 2', 'close']), ['ok', 'ok'], name);
     t.is(await c.request('gc'), 'ok 0', name);
-    await sleep(1100);
+    await sleep(2100);
     t.is(await c.request('gc'), 'ok 1', name);
     t.is(await c.request(`open ${short} r`), 'err Could not open session.', name);
   }
@@ -70,16 +71,17 @@ test('ttl: accesses restart the clock, readers may set it, regenerate_id keeps i
     'err ttl takes a whole number of seconds (at least 1) or default',
     'err ttl takes a whole number of seconds (at least 1) or default',
   ]);
-  t.deepEqual(await c.pipeline(['put a 1', 'close', `open ${sid} r`, 'ttl 2', 'ttl', 'close']), ['ok', 'ok', 'ok', 'ok', 'ok 2', 'ok']);
-  // Each open counts as an access, so the session outlives its 2 s by being used.
+  t.deepEqual(await c.pipeline(['put a 1', 'close', `open ${sid} r`, 'ttl 3', 'ttl', 'close']), ['ok', 'ok', 'ok', 'ok', 'ok 3', 'ok']);
+  // Each open counts as an access, so the session outlives its 3 s by being used (with room
+  // for a slow machine between two uses).
   for (let i = 0; i < 3; i++) {
-    await sleep(800);
+    await sleep(1100);
     t.deepEqual(await c.pipeline([`open ${sid} r`, 'get a', 'close']), ['ok', 'ok 1', 'ok'], `access ${i}`);
   }
   t.is(await c.request(`open ${sid} rw`), 'ok');
   const moved = (await c.request('regenerate_id'))!.slice(3);
-  t.deepEqual(await c.pipeline(['ttl', 'close', `open ${sid} r`, `open ${moved} r`, 'get a']), ['ok 2', 'ok', 'err Could not open session.', 'ok', 'ok 1']);
-  await sleep(2100);
+  t.deepEqual(await c.pipeline(['ttl', 'close', `open ${sid} r`, `open ${moved} r`, 'get a']), ['ok 3', 'ok', 'err Could not open session.', 'ok', 'ok 1']);
+  await sleep(3100);
   t.is(await c.request(`open ${moved} r`), 'err Could not open session.');
 });
 
