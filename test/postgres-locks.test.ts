@@ -31,11 +31,11 @@ async function listeners(store: PostgresStore): Promise<number> {
 }
 
 test('a lock is a lease row with the owner token; the holder renews it; release deletes it', async (t) => {
-  const [a] = await postgresStores(t, 600);
+  const [a] = await postgresStores(t, 1500);
   const lock = await a.locks.acquire('s', 1000);
   const first = (await lockRow(a, 's'))!;
   t.is(first.owner, a.locks.tokenOf('s') ?? 'no token');
-  t.true(first.left <= 600);
+  t.true(first.left <= 1500);
   // Left alone, the lease only shrinks until it has run out; a renewal sets it back up.
   let last = first.left;
   await until(async () => {
@@ -76,7 +76,7 @@ test('a release notifies only when someone waits, naming a hash of the session, 
 });
 
 test('a holder whose lease ran out cannot write over the new holder (fenced save), nor release its lock', async (t) => {
-  const [a, b] = await postgresStores(t, 300);
+  const [a, b] = await postgresStores(t, 1500);
   await fencedSaveScenario(t, a, b, (id) => a.pool.query(`DELETE FROM ${a.names.locks} WHERE id = $1`, [id]));
 });
 
