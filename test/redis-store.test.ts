@@ -14,15 +14,16 @@ test('a session is one hash under a hash-tagged key, expiring by itself after th
   const c = await connect();
   const sid = (await c.request('new'))!.slice(3);
   t.deepEqual(await c.pipeline(['put user alice', 'put  whole session', 'close']), ['ok', 'ok', 'ok']);
-  const key = `${config.redisPrefix}{${sid}}`;
+  const shard = store.keys.shardOf(sid);
+  const key = `${config.redisPrefix}{${shard}}:${sid}`;
   t.is(store.keys.data(sid), key);
   const hash = await store.client.hgetall(key);
-  t.deepEqual(Object.keys(hash).sort(), ['=', '=user', '@access']);
+  t.deepEqual(Object.keys(hash).sort(), ['=', '=user', '@access', '@writer']);
   t.is(hash['=user'], 'alice');
   t.is(hash['='], 'whole session', 'the empty key');
   const ttl = await store.client.pttl(key);
   t.true(ttl > 58_000 && ttl <= 60_000, `pttl ${ttl}`);
-  t.is(await store.client.zscore(`${config.redisPrefix}access`, sid), hash['@access']!);
+  t.is(await store.client.zscore(`${config.redisPrefix}{${shard}}access`, sid), hash['@access']!, "the index of the session's shard, on its slot");
   // `ttl` gives the session its own expiry, in Redis too.
   t.deepEqual(await c.pipeline([`open ${sid} rw`, 'ttl 5', 'close']), ['ok', 'ok', 'ok']);
   t.true((await store.client.pttl(key)) <= 5000);

@@ -61,7 +61,14 @@ export class Sessions {
     const session = ctx.session;
     if (!session) return;
     try {
-      if (session.writable && session.dirty) await this.store.save(session.id, session.handOver());
+      if (session.writable && session.dirty) {
+        const lock = session.lock;
+        if (lock && this.store.saveAndRelease) {
+          // The store releases it with the write (one round trip), whatever the outcome.
+          session.lock = null;
+          await this.store.saveAndRelease(session.id, session.handOver(), lock);
+        } else await this.store.save(session.id, session.handOver());
+      }
     } finally {
       ctx.session = null;
       this.unhold(session.id);

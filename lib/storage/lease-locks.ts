@@ -60,6 +60,8 @@ export abstract class LeaseLockManager implements LockManager {
   private readonly queues = new Map<string, WaitQueue>();
   private readonly abandoned = new Map<string, AbandonedLock[]>();
   private abandonedPrunedAt = 0;
+  /** Per granted lock: hands its release over to a store operation (takeRelease). */
+  private readonly releaseTakers = new WeakMap<SessionLock, () => string | undefined>();
   private renewTimer: NodeJS.Timeout | null = null;
   private renewing = false;
   private closed = false;
@@ -212,7 +214,7 @@ export abstract class LeaseLockManager implements LockManager {
     this.held.set(sessionId, { token, lost: false });
     this.startRenewing();
     let released = false;
-    return {
+    const lock: SessionLock = {
       sessionId,
       release: async () => {
         if (released) return;
@@ -225,6 +227,29 @@ export abstract class LeaseLockManager implements LockManager {
         if (this.queues.has(sessionId)) void this.pump(sessionId);
       },
     };
+    this.releaseTakers.set(lock, () => {
+      if (released || this.closed) return undefined;
+      released = true;
+      if (this.held.get(sessionId)?.token === token) this.held.delete(sessionId);
+      return token;
+    });
+    return lock;
+  }
+
+  /**
+   * Takes over the release of `lock` (granted here, not yet released) for a store operation
+   * that releases it in the same round trip as other work (a save on close). Returns the
+   * lock's token, or undefined when the lock is not live; `lock.release()` does nothing after.
+   * The caller must report the outcome with releaseHandedOver.
+   */
+  takeRelease(lock: SessionLock): string | undefined {
+    return this.releaseTakers.get(lock)?.();
+  }
+
+  /** Ends a release taken over: `settled` false when the store may still hold the lock (no answer). */
+  releaseHandedOver(sessionId: string, token: string, settled: boolean): void {
+    if (!settled) this.abandon(sessionId, token);
+    if (this.queues.has(sessionId) && !this.closed) void this.pump(sessionId);
   }
 
   /**

@@ -21,6 +21,7 @@ export const driverOptions = {
     prefix: config.redisPrefix,
     maxLifetime: config.maxLifetime,
     lockLease: config.lockLease,
+    waitReplicas: config.redisWaitReplicas,
     ...guarded(config, log),
   }),
   postgres: (config: SessionServerConfig, log: StorageLogger | undefined) => ({

@@ -109,8 +109,9 @@ function parseHostPort(text: string): ClusterNode & { host: string; port: number
 }
 
 // Replies that mean "not now" rather than "wrong request": out of memory, still loading, a
-// replica or a failover, a busy script, credentials that no longer work.
-const UNAVAILABLE_REPLY = /^(OOM|LOADING|READONLY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|BUSY|NOREPLICAS|NOAUTH|WRONGPASS)\b/;
+// replica or a failover (a redirection that could not be followed, to a dead master), a busy
+// script, credentials that no longer work.
+const UNAVAILABLE_REPLY = /^(OOM|LOADING|READONLY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|MOVED|ASK|BUSY|NOREPLICAS|NOAUTH|WRONGPASS)\b/;
 
 /**
  * True when an error of the Redis client means Redis cannot serve now: no connection, no
@@ -144,15 +145,39 @@ export async function connectRedis(client: RedisClient, what: string): Promise<v
 }
 
 /**
- * Where the Redis driver keeps a session, all on the session's hash slot (`{id}` is a hash
- * tag) so that one Lua script may touch the data and the lock together, in a Cluster too.
+ * The version of the key layout and lock protocol below. Every instance on one prefix must
+ * speak the same one: the store records it in `<prefix>layout` and refuses to open beside
+ * another (RedisStore.open). Bump it whenever keys, scripts or the lock protocol change.
+ * 1 (no `layout` key): `<prefix>{id}` per session and one shared `<prefix>access` index.
+ */
+export const REDIS_LAYOUT_VERSION = 2;
+
+/** Index shards: each session belongs to one, named by hash tag, so its keys share the shard's slot. */
+export const REDIS_SHARDS = 256;
+
+/**
+ * Where the Redis driver keeps a session. A session's keys and the access index of its shard
+ * all carry the shard's hash tag (`{17}`), so one Lua script on one slot opens (lock, load,
+ * touch, index) or closes (write, index, unlock, wake waiters) a session, in a Cluster too:
+ * a session depends only on the master that owns its shard, and no key is shared by all.
  */
 export class RedisKeys {
-  readonly accessIndex: string;
+  /** Records the layout version of the instances on this prefix. */
+  readonly layout: string;
+  /** Where layout 1 kept its one access index: present while (or after) a layout-1 instance ran. */
+  readonly layoutOneIndex: string;
 
   constructor(readonly prefix: string = DEFAULT_REDIS_PREFIX) {
     if (!VALID_PREFIX.test(prefix)) throw new ConfigError('redisPrefix may hold only letters, digits and : _ . - (at most 64)');
-    this.accessIndex = `${prefix}access`;
+    this.layout = `${prefix}layout`;
+    this.layoutOneIndex = `${prefix}access`;
+  }
+
+  /** The session's shard, 0 to REDIS_SHARDS - 1 (FNV-1a of the id). */
+  shardOf(id: string): number {
+    let hash = 0x811c9dc5;
+    for (let i = 0; i < id.length; i++) hash = Math.imul(hash ^ id.charCodeAt(i), 0x01000193);
+    return (hash >>> 0) % REDIS_SHARDS;
   }
 
   /** The session's values (a hash). */
@@ -165,21 +190,37 @@ export class RedisKeys {
     return `${this.tag(id)}:lock`;
   }
 
+  /** Set by a writer that found the lock taken: its release must be announced. */
+  waiting(id: string): string {
+    return `${this.tag(id)}:waiting`;
+  }
+
   /** The pub/sub channel on which releases of the session's lock are announced. */
   releases(id: string): string {
     return `${this.tag(id)}:released`;
   }
 
+  /** A shard's index of last accesses (sorted set: id → ms), for gc, count and ids. */
+  accessIndex(shard: number): string {
+    return `${this.prefix}{${shard}}access`;
+  }
+
+  /** The index of the session's shard. */
+  accessIndexOf(id: string): string {
+    return this.accessIndex(this.shardOf(id));
+  }
+
   /** The session id a release channel belongs to, or undefined for a foreign channel. */
   idOfReleases(channel: string): string | undefined {
-    const match = /^(.*)\{([^{}]+)\}:released$/.exec(channel);
-    return match && match[1] === this.prefix && isValidSessionId(match[2]!) ? match[2] : undefined;
+    const match = /^(.*)\{(\d+)\}:([^{}]+):released$/.exec(channel);
+    if (!match || match[1] !== this.prefix || !isValidSessionId(match[3]!)) return undefined;
+    return this.shardOf(match[3]!) === Number(match[2]) ? match[3] : undefined;
   }
 
   private tag(id: string): string {
     // Defence in depth: the server validates ids, but here one becomes part of a key.
     if (!isValidSessionId(id)) throw new StoreError('invalid session id reached the redis store');
-    return `${this.prefix}{${id}}`;
+    return `${this.prefix}{${this.shardOf(id)}}:${id}`;
   }
 }
 
@@ -195,8 +236,38 @@ export class LuaScript {
     try {
       return await client.evalsha(this.sha, keys.length, ...keys, ...args);
     } catch (error) {
-      if (!String((error as Error).message).startsWith('NOSCRIPT')) throw error;
+      if (!isNoScript(error)) throw error;
       return client.eval(this.source, keys.length, ...keys, ...args);
     }
   }
+
+  /**
+   * Runs the script, then `WAIT replicas waitMs` on the same connection in the same round trip
+   * (a pipeline goes to the node that owns the keys' slot, in a Cluster too). Resolves with the
+   * script's result and how many replicas acknowledged the write.
+   */
+  async runAndWait(client: RedisClient, keys: string[], args: Array<string | number>, replicas: number, waitMs: number): Promise<[unknown, number]> {
+    const once = async (bySha: boolean): Promise<[unknown, number]> => {
+      const pipeline = client.pipeline();
+      if (bySha) pipeline.evalsha(this.sha, keys.length, ...keys, ...args);
+      else pipeline.eval(this.source, keys.length, ...keys, ...args);
+      pipeline.wait(replicas, waitMs);
+      const replies = (await pipeline.exec()) ?? [];
+      const [scriptError, result] = replies[0] ?? [new Error('no reply to the script')];
+      if (scriptError) throw scriptError;
+      const [waitError, acknowledged] = replies[1] ?? [new Error('no reply to WAIT')];
+      if (waitError) throw waitError;
+      return [result, Number(acknowledged)];
+    };
+    try {
+      return await once(true);
+    } catch (error) {
+      if (!isNoScript(error)) throw error;
+      return once(false);
+    }
+  }
+}
+
+function isNoScript(error: unknown): boolean {
+  return String((error as Error | null)?.message).startsWith('NOSCRIPT');
 }

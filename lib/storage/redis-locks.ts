@@ -2,17 +2,45 @@ import type { StorageGuard } from './guard.js';
 import { LeaseLockManager, type LockAttempt } from './lease-locks.js';
 import { connectRedis, duplicateRedisClient, LuaScript, type RedisClient, type RedisKeys } from './redis-client.js';
 
-// KEYS: lock. ARGV: token, lease ms. Returns {1} when taken, else {0, ms left on the holder's lease}.
+/** Hash fields the driver keeps beside the values (which carry a leading `=`). */
+export const ACCESS_FIELD = '@access';
+export const LIFETIME_FIELD = '@lifetime';
+
+/** Sets the session's TTL: its own lifetime (seconds) when it has one, else ARGV[ttlArg] ms. */
+export const EXPIRE_LUA = (ttlArg: number) => `
+local own = redis.call('HGET', KEYS[2], '${LIFETIME_FIELD}')
+redis.call('PEXPIRE', KEYS[2], own and tonumber(own) * 1000 or ARGV[${ttlArg}])`;
+
+// KEYS: lock, data, shard index, waiting flag. ARGV: token, lease ms, now ms, session ttl ms, id.
+// Opening a session for writing in one round trip: take the lock and load (and touch) the session.
+// Sent again with the same token (a reply lost in a failover), it finds the lock its own: taking a
+// lock is idempotent per token, so a resent attempt never blocks its own owner for a lease.
+// Taken: {1, fields} ({1} when the session does not exist). Held by another: {0, ms left on its
+// lease}, and the waiting flag tells the holder's release to announce itself.
 const ACQUIRE = new LuaScript(`
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1} end
-return {0, redis.call('PTTL', KEYS[1])}
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+elseif holder then
+  redis.call('SET', KEYS[4], '1', 'PX', ARGV[2] * 2)
+  return {0, redis.call('PTTL', KEYS[1])}
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+local fields = redis.call('HGETALL', KEYS[2])
+if #fields == 0 then return {1} end
+redis.call('HSET', KEYS[2], '${ACCESS_FIELD}', ARGV[3])
+${EXPIRE_LUA(4)}
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[5])
+return {1, fields}
 `);
 
-// KEYS: lock. ARGV: token, release channel. Compare-and-delete, then wake the waiters.
+// KEYS: lock, waiting flag. ARGV: token, release channel. Compare-and-delete; announced only
+// when a writer flagged itself waiting.
 const RELEASE = new LuaScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
-redis.call('PUBLISH', ARGV[2], '')
+if redis.call('DEL', KEYS[2]) == 1 then redis.call('PUBLISH', ARGV[2], '') end
 return 1
 `);
 
@@ -21,18 +49,26 @@ return 1
 const RENEW = new LuaScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-local own = redis.call('HGET', KEYS[2], '@lifetime')
-redis.call('PEXPIRE', KEYS[2], own and tonumber(own) * 1000 or ARGV[3])
+${EXPIRE_LUA(3)}
 return 1
 `);
 
+/** What a lock attempt loaded along the way: the session's hash fields, or null when it does not exist. */
+interface Preloaded {
+  token: string;
+  fields: string[] | null;
+}
+
 /**
- * Writer locks in Redis: `<prefix>{id}:lock` holds the owner's token and expires with the
- * lease (SET NX PX); release is a compare-and-delete script that publishes on
- * `<prefix>{id}:released`, to which an instance subscribes while it has writers waiting.
+ * Writer locks in Redis: `<prefix>{shard}:<id>:lock` holds the owner's token and expires with
+ * the lease. Taking it also loads the session (one round trip for `open … rw`; the store's
+ * `load` that follows is served from that). A writer that finds it taken sets
+ * `…:waiting`; a release (compare-and-delete) publishes on `…:released` only then, and an
+ * instance subscribes to that channel while it has writers waiting.
  */
 export class RedisLocks extends LeaseLockManager {
   private subscriber: RedisClient | null = null;
+  private readonly preloaded = new Map<string, Preloaded>();
 
   constructor(
     private readonly redis: RedisClient,
@@ -60,15 +96,40 @@ export class RedisLocks extends LeaseLockManager {
     this.subscriber = subscriber;
   }
 
+  /**
+   * The session as the lock attempt that this instance still holds loaded it: an array of hash
+   * fields, null when it did not exist, undefined when there is none to give (then load it).
+   * Given once: nobody else writes a session while this instance holds its writer lock.
+   */
+  takePreloaded(sessionId: string): string[] | null | undefined {
+    const entry = this.preloaded.get(sessionId);
+    if (!entry) return undefined;
+    this.preloaded.delete(sessionId);
+    return this.tokenOf(sessionId) === entry.token ? entry.fields : undefined;
+  }
+
+  /** Forgets a preloaded session (it is written or deleted now). */
+  dropPreloaded(sessionId: string): void {
+    this.preloaded.delete(sessionId);
+  }
+
   protected async tryLock(sessionId: string, token: string): Promise<LockAttempt> {
-    const [taken, ttl] = (await this.guard.run(() => ACQUIRE.run(this.redis, [this.keys.lock(sessionId)], [token, this.leaseMs]))) as [number, number?];
-    if (taken === 1) return { acquired: true };
+    const keys = [this.keys.lock(sessionId), this.keys.data(sessionId), this.keys.accessIndexOf(sessionId), this.keys.waiting(sessionId)];
+    const now = Date.now();
+    const [taken, second] = (await this.guard.run(() => ACQUIRE.run(this.redis, keys, [token, this.leaseMs, now, this.sessionTtlMs, sessionId]))) as [number, (string[] | number)?];
+    if (taken === 1) {
+      this.preloaded.set(sessionId, { token, fields: Array.isArray(second) ? second : null });
+      return { acquired: true };
+    }
+    const ttl = second as number;
     // -1: a lock without expiry (set by hand); -2: gone already. Re-check within a lease either way.
-    return { acquired: false, retryInMs: ttl! >= 0 ? ttl! : ttl === -2 ? 0 : this.leaseMs };
+    return { acquired: false, retryInMs: ttl >= 0 ? ttl : ttl === -2 ? 0 : this.leaseMs };
   }
 
   protected async unlock(sessionId: string, token: string): Promise<void> {
-    await this.guard.run(() => RELEASE.run(this.redis, [this.keys.lock(sessionId)], [token, this.keys.releases(sessionId)]));
+    if (this.preloaded.get(sessionId)?.token === token) this.preloaded.delete(sessionId);
+    const keys = [this.keys.lock(sessionId), this.keys.waiting(sessionId)];
+    await this.guard.run(() => RELEASE.run(this.redis, keys, [token, this.keys.releases(sessionId)]));
   }
 
   protected async renew(locks: ReadonlyMap<string, string>): Promise<string[]> {
@@ -95,6 +156,7 @@ export class RedisLocks extends LeaseLockManager {
 
   override async close(): Promise<void> {
     await super.close();
+    this.preloaded.clear();
     this.subscriber?.disconnect();
     this.subscriber = null;
   }
