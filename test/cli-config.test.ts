@@ -163,3 +163,26 @@ test("README's CLI table lists every serve flag, and only real ones", async (t) 
   for (const flag of real) t.true(documented.has(flag), `${flag} is in the README`);
   for (const flag of documented) if (flag !== '--json') t.true(real.has(flag), `${flag} is a real flag`);
 });
+
+test("one environment serves every subcommand: another subcommand's variable is accepted, its flag is not", async (t) => {
+  const cwd = await tempDir(t);
+  // A container's serve settings are there when `sessionserver client` or `hash-password` runs in it.
+  const hash = await new Promise<Run>((resolve) => {
+    const child = execFile(process.execPath, [BIN, 'hash-password'], { cwd, env: cleanEnv({ SESSIONSERVER_STORAGE: 'redis', SESSIONSERVER_LOCK_TIMEOUT: '500' }) }, (error, stdout, stderr) =>
+      resolve({ code: error ? ((error as { code?: number }).code ?? null) : 0, stdout, stderr }),
+    );
+    child.stdin!.end('a password\n');
+  });
+  t.is(hash.code, 0, hash.stderr);
+  t.regex(hash.stdout, /^scrypt\$/);
+  // A client's SESSIONSERVER_AUTH is there when serve (here: config) runs from the same shell.
+  const config = await runCli(['config'], { cwd, env: { SESSIONSERVER_AUTH: 'client-token' } });
+  t.is(config.code, 0, config.stderr);
+  t.false(config.stdout.includes('client-token'));
+  const flag = await runCli(['config', '--auth', 'x'], { cwd });
+  t.is(flag.code, 2);
+  t.is(oneLine(flag), 'unknown flag --auth (see sessionserver config --help)');
+  const typo = await runCli(['hash-password'], { cwd, env: { SESSIONSERVER_STROAGE: 'redis' } });
+  t.is(typo.code, 2);
+  t.is(oneLine(typo), 'unknown variable SESSIONSERVER_STROAGE (did you mean SESSIONSERVER_STORAGE?) (see sessionserver hash-password --help)');
+});

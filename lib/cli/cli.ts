@@ -7,7 +7,7 @@ import { CONFIG_KEYS, validateConfig, type SessionServerConfig } from '../config
 import { DEFAULTS } from '../config/defaults.js';
 import { loadConfigFile } from './config-file.js';
 import { effectiveConfig, formatConfigRows } from './effective-config.js';
-import { checkServeFlags, describeYargsFailure } from './flag-errors.js';
+import { checkServeFlags, describeYargsFailure, givenOnCommandLine } from './flag-errors.js';
 import { checkStartable } from './start-checks.js';
 import { packageInfo } from '../core/package-info.js';
 import { hashPassword } from '../auth/password.js';
@@ -81,7 +81,31 @@ async function resolveServeLayers(argv: Record<string, unknown>): Promise<{ conf
 
 /** serve's flags, checked before anything starts (ranges, values missing) with one-line answers. */
 function checkedServeOptions(args: Argv, commandLine: readonly string[]) {
-  return serveOptions(args).check((argv, options) => checkServeFlags(argv, options as unknown as { string: string[]; number: string[] }, commandLine));
+  return acceptOthersVariables(serveOptions(args), serveOptions, commandLine).check((argv, options) =>
+    checkServeFlags(argv, options as unknown as { string: string[]; number: string[] }, commandLine),
+  );
+}
+
+/** The option names a builder declares (kebab-case, as declared). */
+function optionKeys(builder: (args: Argv) => Argv): string[] {
+  return Object.keys((builder(yargs([])) as unknown as { getOptions(): { key: Record<string, unknown> } }).getOptions().key);
+}
+
+/**
+ * One environment serves every subcommand: a container's SESSIONSERVER_STORAGE is there when
+ * `sessionserver client` runs in it, a shell's SESSIONSERVER_AUTH when serve starts from it. A
+ * variable another subcommand reads is accepted (and ignored) here; a misspelt one is still
+ * refused, and so is another subcommand's flag on this command line.
+ */
+function acceptOthersVariables<T>(args: Argv<T>, own: (args: Argv) => Argv, commandLine: readonly string[]): Argv<T> {
+  const ownKeys = new Set(optionKeys(own));
+  const readers: Array<(args: Argv) => Argv> = [serveOptions, clientOptions];
+  const foreign = [...new Set(readers.flatMap(optionKeys))].filter((key) => !ownKeys.has(key) && key !== 'request');
+  for (const key of foreign) args.option(key, { hidden: true });
+  return args.check(() => {
+    const given = foreign.find((key) => givenOnCommandLine(key, commandLine));
+    return given === undefined ? true : `Unknown argument: ${given}`;
+  });
 }
 
 async function serve(argv: Record<string, unknown>, commandLine: readonly string[]): Promise<void> {
@@ -140,9 +164,7 @@ async function printConfig(argv: Record<string, unknown>, commandLine: readonly 
 /** The flag names of the subcommand the command line names, for "did you mean" answers. */
 function flagNames(commandLine: readonly string[]): string[] {
   const command = commandLine[0];
-  const builder = command === 'client' ? clientOptions : command === 'hash-password' ? (args: Argv) => args : serveOptions;
-  const options = (builder(yargs([])) as unknown as { getOptions(): { key: Record<string, unknown> } }).getOptions();
-  return Object.keys(options.key);
+  return optionKeys(command === 'client' ? clientOptions : command === 'hash-password' ? (args: Argv) => args : serveOptions);
 }
 
 /** The subcommand whose help a mistake should point to. */
@@ -239,14 +261,14 @@ export async function main(args: string[]): Promise<void> {
       (y) => checkedServeOptions(y, args).option('json', { type: 'boolean', describe: 'print JSON' }),
       (argv) => printConfig(argv, args),
     )
-    .command('hash-password', 'print a password hash for the auth plugin (asked without echo on a terminal, else read from stdin)', {}, printPasswordHash)
-    .command('client [request..]', 'talk to a server: a prompt like redis-cli, one request, or requests from stdin', clientOptions, runClientCommand)
+    .command('hash-password', 'print a password hash for the auth plugin (asked without echo on a terminal, else read from stdin)', (y) => acceptOthersVariables(y, (a) => a, args), printPasswordHash)
+    .command('client [request..]', 'talk to a server: a prompt like redis-cli, one request, or requests from stdin', (y) => acceptOthersVariables(clientOptions(y), clientOptions, args), runClientCommand)
     .strict()
     .fail((message, error) => {
       // A check() that returns a text hands it over as the error too; anything thrown is rethrown.
       if (error && typeof error !== 'string') throw error;
       // One line: what is wrong and where the help is, not the whole help.
-      console.error(`${describeYargsFailure(message, args, flagNames(args))} (see ${helpHint(args)})`);
+      console.error(`${describeYargsFailure(message, args, flagNames(args), process.env, [...optionKeys(serveOptions), ...optionKeys(clientOptions)])} (see ${helpHint(args)})`);
       process.exit(2);
     })
     .version(packageInfo.version)

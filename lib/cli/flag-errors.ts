@@ -29,12 +29,19 @@ export function settingName(flag: string, args: readonly string[], env: NodeJS.P
  * whole help before them): an unknown flag or SESSIONSERVER_* variable with the closest known one,
  * a value outside the choices, a flag without its value.
  */
-export function describeYargsFailure(message: string, args: readonly string[], knownFlags: readonly string[], env: NodeJS.ProcessEnv = process.env): string {
+export function describeYargsFailure(
+  message: string,
+  args: readonly string[],
+  knownFlags: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+  /** Flags whose SESSIONSERVER_* variable any subcommand reads. */
+  knownVariableFlags: readonly string[] = knownFlags,
+): string {
   const unknown = /^Unknown arguments?: (.+)$/.exec(message);
   if (unknown) {
     const name = unknown[1]!.split(', ')[0]!;
     if (!givenOnCommandLine(name, args) && env[envName(name)] !== undefined) {
-      const suggestion = closestName(name, knownFlags);
+      const suggestion = closestName(name, knownVariableFlags);
       return `unknown variable ${envName(name)}${suggestion ? ` (did you mean ${envName(suggestion)}?)` : ''}`;
     }
     if (!givenOnCommandLine(name, args)) return `unexpected argument "${name}"`;
