@@ -186,3 +186,19 @@ test("one environment serves every subcommand: another subcommand's variable is 
   t.is(typo.code, 2);
   t.is(oneLine(typo), 'unknown variable SESSIONSERVER_STROAGE (did you mean SESSIONSERVER_STORAGE?) (see sessionserver hash-password --help)');
 });
+
+test('sessionserver config: nested settings and plugins from the file and the command line, each with its source', async (t) => {
+  const cwd = await tempDir(t);
+  await writeFile(join(cwd, 'sessionserver.config.mjs'), "export default { plugins: ['logging'], tls: { cert: 'file-cert.pem', key: 'file-key.pem' } };\n");
+  const run = await runCli(['config', '--json', '--tls-ca', 'ca.pem', '--tls-cert', 'cert.pem', '--tls-key', 'key.pem', '--metrics-port', '9300', '--watch'], { cwd });
+  t.is(run.code, 0, run.stderr);
+  const { settings } = JSON.parse(run.stdout) as { settings: Array<{ key: string; value: unknown; source: string }> };
+  const byKey = Object.fromEntries(settings.map((setting) => [setting.key, [setting.value, setting.source]]));
+  t.deepEqual(byKey['tls.cert'], ['cert.pem', 'flag']);
+  t.deepEqual(byKey['tls.ca'], ['ca.pem', 'flag']);
+  t.deepEqual(byKey['metrics.port'], [9300, 'flag']);
+  t.deepEqual(byKey['metrics.host'], ['127.0.0.1', 'default']);
+  t.deepEqual(byKey['plugins[0]'], ['logging', 'file']);
+  t.deepEqual(byKey['plugins[1]'], ['hot-reload', 'flag']);
+  t.is(byKey.tls, undefined);
+});

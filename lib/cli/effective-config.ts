@@ -104,7 +104,9 @@ export function effectiveConfig(layers: ConfigLayers): ConfigRow[] {
       continue;
     }
     if (key === 'metrics' && value !== undefined) {
-      rows.push(...nestedRows('metrics', { port: 'metricsPort', host: 'metricsHost' }, layers));
+      const metricsRows = nestedRows('metrics', { port: 'metricsPort', host: 'metricsHost' }, layers);
+      if (!metricsRows.some((row) => row.key === 'metrics.host')) metricsRows.push({ key: 'metrics.host', value: DEFAULTS.metricsHost, source: 'default' });
+      rows.push(...metricsRows);
       continue;
     }
     if (value === undefined) {
