@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import test from 'ava';
 import { BIN, freePort, startCli } from './support/cli-process.js';
+import { TestCa } from './fixtures/test-ca.js';
 import { tempDir } from './support/server.js';
 import { until } from './support/wait.js';
 
@@ -77,4 +78,19 @@ test('on a terminal the logs are coloured lines by default', async (t) => {
   t.regex(output, ANSI_ESCAPE);
   t.regex(output, /INFO.*\(sessionserver\):.*sessionserver listening/);
   t.false(output.split(/\r?\n/).some((line) => line.startsWith('{"level"')));
+});
+
+test('the "listening" line tells TLS on and mutual TLS apart', async (t) => {
+  const dir = await tempDir(t);
+  const ca = await TestCa.create(dir);
+  const server = await ca.serverCertificate();
+  const states: unknown[] = [];
+  for (const extra of [[], ['--tls-ca', ca.cert]]) {
+    const cli = await startCli(t, ['--storage', 'memory', '--log-format', 'json', '--tls-cert', server.cert, '--tls-key', server.key, ...extra], { cwd: dir });
+    await until(() => cli.output().includes('sessionserver listening'), 'the listening line');
+    cli.child.kill('SIGTERM');
+    t.is(await cli.exited, 0);
+    states.push(jsonLines(cli.output()).find((line) => line.msg === 'sessionserver listening')?.tls);
+  }
+  t.deepEqual(states, ['on', 'mutual']);
 });
