@@ -83,6 +83,11 @@ test('an unknown key in the config file stops the start with its name and the cl
   t.is(nested.code, 1);
   t.is(oneLine(nested), `${join(cwd, 'nested.config.mjs')}: unknown key "tls.kee" (did you mean "tls.key"?)`);
 
+  await writeFile(join(cwd, 'broken.config.ts'), 'export default { port: 9090, \n');
+  const broken = await runCli(['--config', 'broken.config.ts'], { cwd });
+  t.is(broken.code, 1);
+  t.regex(oneLine(broken), /^could not load .*broken\.config\.ts: .*broken\.config\.ts:2:0/);
+
   await writeFile(join(cwd, 'range.config.mjs'), 'export default { port: 70000 };\n');
   const range = await runCli(['--config', 'range.config.mjs'], { cwd });
   t.is(range.code, 1);

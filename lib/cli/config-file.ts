@@ -18,7 +18,9 @@ export async function loadConfigFile(explicitPath?: string, cwd = process.cwd())
   try {
     loaded = await importFresh(path);
   } catch (error) {
-    throw new ConfigError(`could not load ${path}: ${(error as Error).message}`);
+    // One line, as every other start failure: esbuild's syntax errors span several.
+    const reason = String((error as Error).message ?? error).split('\n').map((line) => line.trim()).filter(Boolean).join(' ');
+    throw new ConfigError(`could not load ${path}: ${reason}`);
   }
   const config = (loaded.default ?? {}) as SessionServerConfig;
   return { config: validateConfig(config, path), path };
