@@ -43,7 +43,7 @@ export interface AuthOptions {
   failureWindowMs?: number;
   /** Client addresses whose failures are remembered at most (least recent forgotten first). Default 10000. */
   maxTrackedAddresses?: number;
-  /** Password checks (scrypt, on libuv's thread pool) running at once. Default 2. */
+  /** Password checks (scrypt: a full core for ~50 ms, on libuv's thread pool) running at once. Default 1: about 20 logins a second. */
   maxConcurrentVerifications?: number;
   /** Password checks waiting for a turn; more are refused at once. Default 32. */
   maxQueuedVerifications?: number;
@@ -94,7 +94,7 @@ export default definePlugin<AuthOptions, LineServer>({
       failureDelayMs: wholeNumber(options, 'failureDelayMs', 250, 0),
       failureWindowMs: wholeNumber(options, 'failureWindowMs', 600_000, 1),
       maxAddresses: wholeNumber(options, 'maxTrackedAddresses', 10_000, 1),
-      maxConcurrent: wholeNumber(options, 'maxConcurrentVerifications', 2, 1),
+      maxConcurrent: wholeNumber(options, 'maxConcurrentVerifications', 1, 1),
       maxQueued: wholeNumber(options, 'maxQueuedVerifications', 32, 0),
     });
     const { credentials, throttle, verifications } = state;
