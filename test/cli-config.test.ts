@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import test from 'ava';
 import { BIN, freePort, REPO_ROOT, startCli } from './support/cli-process.js';
 import { serveFlags } from './support/serve-flags.js';
+import { CONFIG_KEYS } from '../lib/config/config.js';
 import { tempDir } from './support/server.js';
 
 // The real binary's answers to bad flags, variables and config files, and `sessionserver config`.
@@ -206,4 +207,14 @@ test('sessionserver config: nested settings and plugins from the file and the co
   t.deepEqual(byKey['plugins[0]'], ['logging', 'file']);
   t.deepEqual(byKey['plugins[1]'], ['hot-reload', 'flag']);
   t.false('tls' in byKey, 'the tls object is shown field by field');
+});
+
+test('every config key has a serve flag of the same name (the nested ones and objects have their own)', async (t) => {
+  const flags = await serveFlags();
+  const kebab = (key: string) => `--${key.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`)}`;
+  for (const key of CONFIG_KEYS) {
+    if (key === 'logger') continue;
+    const expected = key === 'plugins' ? ['--plugin'] : key === 'tls' ? ['--tls-cert', '--tls-key', '--tls-ca'] : key === 'metrics' ? ['--metrics-port', '--metrics-host'] : [kebab(key)];
+    for (const flag of expected) t.true(flags.has(flag), `${key}: ${flag}`);
+  }
 });
