@@ -115,8 +115,13 @@ export class Connection {
         const line = total > maxLineLength ? LINE_TOO_LONG : Buffer.concat(this.partial, total).toString('utf8');
         this.dropPartial();
         this.receive(line);
+      } else if (lf - start > maxLineLength) {
+        this.receive(LINE_TOO_LONG);
+      } else if (this.canRunNow()) {
+        // Nothing ahead of it: run it from the read buffer, never decoded as a whole.
+        this.settle(this.server.dispatchBytes(this, chunk, start, lf));
       } else {
-        this.receive(lf - start > maxLineLength ? LINE_TOO_LONG : chunk.toString('utf8', start, lf));
+        this.receive(chunk.toString('utf8', start, lf));
       }
       start = lf + 1;
     }
@@ -184,8 +189,13 @@ export class Connection {
     void this.server.finishConnection(this);
   }
 
+  /** No command in flight, output flowing, nothing queued: a line that arrives now runs now. */
+  private canRunNow(): boolean {
+    return this.running === null && !this.writeBlocked && this.queue === null;
+  }
+
   private receive(line: QueuedLine): void {
-    if (this.running || this.writeBlocked || this.queue !== null) {
+    if (!this.canRunNow()) {
       (this.queue ??= []).push(line);
       return;
     }
@@ -193,7 +203,11 @@ export class Connection {
   }
 
   private execute(line: QueuedLine): void {
-    const reply = line === LINE_TOO_LONG ? this.server.lineTooLongReply() : this.server.dispatch(this, line);
+    this.settle(line === LINE_TOO_LONG ? this.server.lineTooLongReply() : this.server.dispatch(this, line));
+  }
+
+  /** Queues a reply for the next write; an async one holds the connection's later lines until it settles. */
+  private settle(reply: string | Promise<string>): void {
     if (typeof reply === 'string') {
       this.replies += reply;
       if (this.replies.length >= FLUSH_AT) this.flush();

@@ -4,7 +4,7 @@ import { sep } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { DEFAULTS } from '../config/defaults.js';
-import { isHttpRequestLine, parseRequest, type Request } from '../protocol/request.js';
+import { isHttpRequestLine, isTrimmable, parseRequest, type Request } from '../protocol/request.js';
 import { replyText } from '../protocol/replies.js';
 import { CommandFiles, type CommandDefinition } from './command-files.js';
 import { command, CommandRegistry, makeEntry, type CommandEntry, type CommandSpec } from './command.js';
@@ -64,6 +64,7 @@ const REFUSED_LINGER_MS = 5000;
 const ACCEPT_BACKOFF_MS = 1000;
 
 const OK = 'ok\r\n';
+const SPACE = 0x20;
 const MULTILINE_VALUE = `err ${replyText('E_MULTILINE_VALUE')}\r\n`;
 
 function okReply(payload: string | void | undefined): string {
@@ -432,6 +433,49 @@ export class LineServer {
   }
 
   /**
+   * The hot path: routes a complete line straight from the read buffer. The line is trimmed
+   * and split on its bytes (see isTrimmable: the same parts as splitting its text), so the
+   * whole line is never decoded and sliced again; the arguments are decoded once each, as
+   * strings of their own that do not keep the line alive inside a stored value. Lines this
+   * path does not judge (a connection's first, non-ASCII command words, plugins watching
+   * commands) take the text path, dispatch().
+   */
+  dispatchBytes(connection: Connection, bytes: Buffer, start: number, end: number): string | Promise<string> {
+    while (end > start && isTrimmable(bytes[end - 1]!)) end--;
+    while (start < end && isTrimmable(bytes[start]!)) start++;
+    let wordEnd = start;
+    let upper = false;
+    for (; wordEnd < end; wordEnd++) {
+      const byte = bytes[wordEnd]!;
+      if (byte === SPACE) break;
+      // Beyond ASCII, lower-casing is Unicode's (the Kelvin sign K becomes k): the text path does it.
+      if (byte >= 0x80) return this.dispatch(connection, bytes.toString('utf8', start, end));
+      if (byte >= 0x41 && byte <= 0x5a) upper = true;
+    }
+    if (connection.linesReceived === 0 || this.hooks.beforeCommand.isUsed() || this.hooks.afterCommand.isUsed()) {
+      // The HTTP check reads the first line's text; hooks are handed a Request.
+      return this.dispatch(connection, bytes.toString('utf8', start, end));
+    }
+    this.counters.commands++;
+    connection.linesReceived++;
+    const word = bytes.toString('latin1', start, wordEnd);
+    const entry = this.commands.get(upper ? word.toLowerCase() : word);
+    if (entry === undefined) return this.unknownCommand(connection);
+    connection.unknownStreak = 0;
+    const refusal = this.guard(connection, entry);
+    if (refusal !== undefined) return errReply(refusal);
+    let arg1 = '';
+    let arg2 = '';
+    if (wordEnd < end) {
+      let arg1End = wordEnd + 1;
+      while (arg1End < end && bytes[arg1End] !== SPACE) arg1End++;
+      arg1 = bytes.toString('utf8', wordEnd + 1, arg1End);
+      if (arg1End < end) arg2 = bytes.toString('utf8', arg1End + 1, end);
+    }
+    return this.runWith(connection, entry, arg1, arg2);
+  }
+
+  /**
    * What a command needs before it runs, checked once here so handlers only do their job:
    * a refusal text, or undefined. The core needs nothing; subclasses check their spec fields.
    */
@@ -440,9 +484,13 @@ export class LineServer {
   }
 
   private run(connection: Connection, entry: CommandEntry, request: Request): string | Promise<string> {
+    return this.runWith(connection, entry, request.arg1, request.arg2);
+  }
+
+  private runWith(connection: Connection, entry: CommandEntry, arg1: string, arg2: string): string | Promise<string> {
     let result;
     try {
-      result = entry.run(connection, request.arg1, request.arg2);
+      result = entry.run(connection, arg1, arg2);
     } catch (error) {
       return this.failureReply(connection, entry, error);
     }

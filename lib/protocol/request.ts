@@ -9,7 +9,11 @@ export interface Request {
 }
 
 // PHP's trim() set: the classic daemon trimmed with it, so values keep any other whitespace.
-function isTrimmable(code: number): boolean {
+// All of it is ASCII, as is the space that splits a line: in UTF-8 those bytes never occur
+// inside a character, and a decoder never swallows them into a bad sequence, so a line may be
+// trimmed and split on its bytes (char codes and bytes are the same numbers here) and each
+// part decoded alone, with the same text as splitting the decoded line.
+export function isTrimmable(code: number): boolean {
   return code === 32 || code === 9 || code === 10 || code === 13 || code === 0 || code === 11;
 }
 
