@@ -89,6 +89,8 @@ export default definePlugin<AuthOptions, LineServer>({
       tokens.set(key.toString('hex'), { digest: key, principal: grantsOf(entry.user ?? `token#${index + 1}`, entry) });
     });
     const principals = new Map(Object.entries(users).map(([name, user]) => [name, grantsOf(name, user)]));
+    // Own names only: `auth __proto__ x` must cost a decoy scrypt like any unknown user.
+    const userNamed = (name: string) => (Object.hasOwn(users, name) ? users[name] : undefined);
     const state = authStateOf(server, {
       maxFailures: wholeNumber(options, 'maxFailures', 5, 1),
       failureDelayMs: wholeNumber(options, 'failureDelayMs', 250, 0),
@@ -108,7 +110,7 @@ export default definePlugin<AuthOptions, LineServer>({
         case 'token':
           return tokens.get(credential.digest)?.principal;
         case 'user':
-          return users[credential.name]?.password === credential.hash ? principals.get(credential.name) : undefined;
+          return userNamed(credential.name)?.password === credential.hash ? principals.get(credential.name) : undefined;
         case 'external':
           // Another plugin's authenticate tap vouched for this user: no grants configured here.
           return { user: credential.user, commands: null, readOnly: false };
@@ -126,7 +128,7 @@ export default definePlugin<AuthOptions, LineServer>({
       }
       if (!verifications.hasRoom()) throw CommandError.of('E_AUTH_BUSY');
       const address = clientAddressKey(ctx.socket.remoteAddress);
-      const user = users[first];
+      const user = userNamed(first);
       const ok = await verifications.run(async () => {
         // Failures from this address may have used up its allowance while this check waited.
         if (throttle.blocked(address)) throw CommandError.of('E_AUTH_THROTTLED');
@@ -138,7 +140,8 @@ export default definePlugin<AuthOptions, LineServer>({
     /** What the authenticate hook's answer means here. */
     function credentialOf(result: string): Credential {
       if (result.startsWith('token:') && tokens.has(result.slice(6))) return { kind: 'token', digest: result.slice(6) };
-      if (result.startsWith('user:') && users[result.slice(5)]) return { kind: 'user', name: result.slice(5), hash: users[result.slice(5)]!.password };
+      const user = result.startsWith('user:') ? userNamed(result.slice(5)) : undefined;
+      if (user) return { kind: 'user', name: result.slice(5), hash: user.password };
       return { kind: 'external', user: result };
     }
 

@@ -1,3 +1,4 @@
+import { createHook } from 'node:async_hooks';
 import { writeFile } from 'node:fs/promises';
 import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
@@ -238,6 +239,25 @@ test.serial('a burst of wrong passwords does not hold up other clients’ file-s
   t.is(await worker.request('get v'), 'ok 1');
   t.true(answeredBefore <= 4, `the file-system read was answered while ${12 - answeredBefore} of 12 password checks were still pending`);
   t.deepEqual(new Set(await Promise.all(verdicts)), new Set([FAILED]));
+});
+
+test.serial('names of Object.prototype are unknown users: a decoy scrypt each, never a login', async (t) => {
+  const alice = await hashPassword(PASSWORD);
+  const { connect } = await startServer(t, { plugins: [['auth', { users: { alice: { password: alice } }, failureDelayMs: 0, maxFailures: 100 }]] });
+  const c = await connect();
+  let scryptJobs = 0;
+  const hook = createHook({
+    init(_id, type) {
+      if (type === 'SCRYPTREQUEST') scryptJobs++;
+    },
+  }).enable();
+  t.teardown(() => hook.disable());
+  for (const name of ['__proto__', 'constructor', 'toString', 'hasOwnProperty']) {
+    const before = scryptJobs;
+    t.is(await c.request(`auth ${name} anything`), FAILED, name);
+    t.is(scryptJobs - before, 1, `${name}: one scrypt, like any unknown user`);
+  }
+  t.is(await c.request('new'), REQUIRED);
 });
 
 test('reloading the auth plugin keeps its logins', async (t) => {
