@@ -1,9 +1,11 @@
 /**
  * auth — clients must `auth <token>` or `auth <user> <password>` before anything but
  * `auth hello ping quit help`. Every token and every user is its own principal, with its
- * own command allow-list and read-only flag.
+ * own command allow-list and read-only flag. Under mutual TLS, a client certificate whose
+ * subject CN is listed in `certificates` logs its connection in without `auth`.
  *
  *   plugins: [['auth', { tokens: ['…'], users: { alice: { password: 'scrypt$…', readOnly: true } } }]]
+ *   plugins: [['auth', { certificates: { 'app-1': {}, 'report-job': { readOnly: true } } }]]   (needs tls.ca)
  *
  * Hash passwords with `sessionserver hash-password`. Secrets are compared in constant time
  * and never logged. Failed attempts are counted per client address across connections:
@@ -20,6 +22,7 @@ import { accessOf, type CommandEntry } from '../lib/core/command.js';
 import type { Connection } from '../lib/core/connection.js';
 import { CommandError, isCommandError } from '../lib/core/errors.js';
 import type { LineServer } from '../lib/core/line-server.js';
+import { peerCertificateCommonName } from '../lib/core/listener.js';
 import { definePlugin } from '../lib/core/plugin-host.js';
 import { replyText } from '../lib/protocol/replies.js';
 import type { Request } from '../lib/protocol/request.js';
@@ -35,6 +38,12 @@ export interface AuthOptions {
   /** A token alone, or with a `user` name (else it is `token#<position>`, counted from 1) and grants. */
   tokens?: Array<string | ({ token: string; user?: string } & Grants)>;
   users?: Record<string, { password: string } & Grants>;
+  /**
+   * Mutual TLS only (`tls.ca`): client certificate subject CNs (exact, case-sensitive) that log
+   * their connection in from its first line, no `auth` needed, as user `cert:<CN>` (or `user`).
+   * A CN not listed here gets no login; it may still `auth`. Without mutual TLS the start is refused.
+   */
+  certificates?: Record<string, { user?: string } & Grants>;
   /** Failed attempts from one client address (IPv6: one /64) before it is refused. Default 5. */
   maxFailures?: number;
   /** Delay before answering the first failure, doubled for each further one (max 5 s). Default 250 ms. */
@@ -65,6 +74,28 @@ function grantsOf(user: string, grants: Grants): Principal {
   return { user, commands: grants.commands ? new Set(grants.commands.map((c) => c.toLowerCase())) : null, readOnly: grants.readOnly === true };
 }
 
+/** The principals of `certificates`, by CN; throws on an option that is malformed or can never work. */
+function certificatePrincipals(certificates: AuthOptions['certificates'], mutualTls: boolean): Map<string, Principal> {
+  if (certificates === undefined) return new Map();
+  if (typeof certificates !== 'object' || certificates === null || Array.isArray(certificates)) {
+    throw new Error('auth plugin: "certificates" maps client certificate CNs to grants, e.g. { "app-1": { readOnly: true } }');
+  }
+  // Only a certificate the server verified against its own CA may stand for a principal.
+  if (!mutualTls) throw new Error('auth plugin: "certificates" needs mutual TLS: set tls.ca (--tls-ca) to the CA that signs the client certificates');
+  const principals = new Map<string, Principal>();
+  for (const [commonName, grants] of Object.entries(certificates)) {
+    if (commonName === '') throw new Error('auth plugin: "certificates" has an empty CN');
+    const where = `auth plugin: certificate "${commonName}"`;
+    if (typeof grants !== 'object' || grants === null || Array.isArray(grants)) throw new Error(`${where} needs an object of grants ({} for all commands)`);
+    if (grants.user !== undefined && (typeof grants.user !== 'string' || grants.user === '')) throw new Error(`${where}: "user" must be a non-empty string`);
+    if (grants.commands !== undefined && !(Array.isArray(grants.commands) && grants.commands.every((name) => typeof name === 'string'))) {
+      throw new Error(`${where}: "commands" must be a list of command names`);
+    }
+    principals.set(commonName, grantsOf(grants.user ?? `cert:${commonName}`, grants));
+  }
+  return principals;
+}
+
 function wholeNumber(options: AuthOptions, name: keyof AuthOptions, fallback: number, min: number): number {
   const value = options[name] ?? fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min) throw new Error(`auth plugin: "${name}" must be a whole number of at least ${min}`);
@@ -76,7 +107,10 @@ export default definePlugin<AuthOptions, LineServer>({
   apply(server, options = {}, plugin) {
     const tokenEntries = (options.tokens ?? []).map((entry) => (typeof entry === 'string' ? { token: entry } : entry));
     const users = options.users ?? {};
-    if (tokenEntries.length === 0 && Object.keys(users).length === 0) throw new Error('auth plugin: configure at least one token or user');
+    const certificates = certificatePrincipals(options.certificates, server.mutualTls);
+    if (tokenEntries.length === 0 && Object.keys(users).length === 0 && certificates.size === 0) {
+      throw new Error('auth plugin: configure at least one token or user (or certificates, under mutual TLS)');
+    }
     for (const [name, user] of Object.entries(users)) {
       if (!isPasswordHash(user.password)) throw new Error(`auth plugin: user "${name}" needs a password hash (sessionserver hash-password)`);
     }
@@ -111,11 +145,47 @@ export default definePlugin<AuthOptions, LineServer>({
           return tokens.get(credential.digest)?.principal;
         case 'user':
           return userNamed(credential.name)?.password === credential.hash ? principals.get(credential.name) : undefined;
+        case 'certificate':
+          return certificates.get(credential.commonName);
         case 'external':
           // Another plugin's authenticate tap vouched for this user: no grants configured here.
           return { user: credential.user, commands: null, readOnly: false };
       }
     }
+
+    // Each connection's verified certificate CN, read once: the certificate cannot change under it.
+    const peerNames = new WeakMap<Connection, string | null>();
+
+    /** Logs `ctx` in by its client certificate when its CN is listed; undefined otherwise. */
+    function certificateLogin(ctx: Connection): Principal | undefined {
+      if (certificates.size === 0) return undefined;
+      let commonName = peerNames.get(ctx);
+      if (commonName === undefined) peerNames.set(ctx, (commonName = peerCertificateCommonName(ctx)));
+      const principal = commonName === null ? undefined : certificates.get(commonName);
+      if (!principal) return undefined;
+      credentials.set(ctx, { kind: 'certificate', commonName: commonName! });
+      ctx.user = principal.user;
+      return principal;
+    }
+
+    /** Who `ctx` is now: its login checked against this configuration, else its certificate. */
+    function currentPrincipal(ctx: Connection): Principal | undefined {
+      const credential = credentials.get(ctx);
+      const principal = credential && principalOf(credential);
+      if (principal) {
+        if (ctx.user !== principal.user) ctx.user = principal.user;
+        return principal;
+      }
+      if (credential) {
+        // Its token, user or certificate left the configuration (plugin reload): logged out.
+        credentials.delete(ctx);
+        ctx.user = null;
+      }
+      return certificateLogin(ctx);
+    }
+
+    // A listed certificate is the login: ctx.user is known before the first line.
+    plugin.tap(server.hooks.connection, (ctx: Connection) => void certificateLogin(ctx));
 
     const authenticate = authenticateHook(server);
     plugin.tapPromise(authenticate, async (ctx, first, rest) => {
@@ -187,17 +257,8 @@ export default definePlugin<AuthOptions, LineServer>({
 
     plugin.tap(server.hooks.beforeCommand, (ctx: Connection, entry: CommandEntry, request: Request) => {
       if (PUBLIC_COMMANDS.has(entry.name)) return undefined;
-      const credential = credentials.get(ctx);
-      const principal = credential && principalOf(credential);
-      if (!principal) {
-        // Its token or user left the configuration (plugin reload): logged out.
-        if (credential) {
-          credentials.delete(ctx);
-          ctx.user = null;
-        }
-        return replyText('E_AUTH_REQUIRED');
-      }
-      if (ctx.user !== principal.user) ctx.user = principal.user;
+      const principal = currentPrincipal(ctx);
+      if (!principal) return replyText('E_AUTH_REQUIRED');
       if (principal.commands && !principal.commands.has(entry.name)) return replyText('E_NOT_ALLOWED');
       if (principal.readOnly && accessOf(entry, request.arg1, request.arg2) === 'write') return replyText('E_READ_ONLY');
       return undefined;

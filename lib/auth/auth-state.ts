@@ -10,6 +10,8 @@ export type Credential =
   | { kind: 'token'; digest: string }
   /** A configured user, with the password hash the password was checked against: a changed password logs the user out. */
   | { kind: 'user'; name: string; hash: string }
+  /** A verified client certificate (mutual TLS) whose subject CN is listed in `certificates`. */
+  | { kind: 'certificate'; commonName: string }
   /** Another plugin's `authenticate` tap vouched for this user name. */
   | { kind: 'external'; user: string };
 

@@ -200,6 +200,11 @@ export class LineServer {
     return address;
   }
 
+  /** True when clients must present a certificate signed by `tls.ca` (mutual TLS): what certificate logins rely on. */
+  get mutualTls(): boolean {
+    return this.tls?.ca !== undefined && this.tls.requestCert !== false;
+  }
+
   /**
    * Reads the TLS certificate files again (renewals without restart): new connections use
    * them. A bad file keeps the current ones in service and throws a ConfigError naming it.
