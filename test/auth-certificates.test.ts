@@ -126,6 +126,11 @@ test('a listed certificate CN runs commands from its first line, without auth, a
   t.is(await app.request('get colour'), 'ok blue');
   t.is(await app.request('close'), 'ok');
   t.is(await app.request(`open ${id.slice(3)} rw`), 'ok');
+  t.is(await app.request('close'), 'ok');
+  t.is(await app.request('auth not-the-token'), 'err Authentication failed');
+  t.is(await app.request('whoami'), 'ok cert:app-1', 'a failed auth keeps the certificate login');
+  t.is(await app.request(`auth ${TOKEN}`), 'ok');
+  t.is(await app.request('whoami'), 'ok token#1', 'a successful auth replaces it');
 });
 
 test('a read-only CN may open r and read, and is refused writes', async (t) => {
