@@ -80,8 +80,9 @@ export class OpenSession {
   put(key: string, value: string): void {
     this.assertWritable();
     const previous = this.data.get(key);
-    const keyBytes = Buffer.byteLength(key);
-    const bytes = this.byteSize - (previous === undefined ? 0 : keyBytes + Buffer.byteLength(previous)) + keyBytes + Buffer.byteLength(value);
+    // Overwriting a key leaves its own bytes counted: only the values differ (one count fewer per put).
+    const growth = previous === undefined ? Buffer.byteLength(key) + Buffer.byteLength(value) : Buffer.byteLength(value) - Buffer.byteLength(previous);
+    const bytes = this.byteSize + growth;
     this.admit(bytes);
     this.writableData().set(key, value);
     this.bytes = bytes;
