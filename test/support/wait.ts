@@ -5,9 +5,10 @@ import type { LineClient } from './line-client.js';
 /**
  * Resolves once `check` holds. For state that has no event to await (a counter, a row, a
  * file): it looks again every few milliseconds. `timeoutMs` only turns "never" into a clear
- * failure naming `what`; how soon the state came is never asserted.
+ * failure naming `what`, before ava's own 90 s timeout; how soon the state came is never
+ * asserted (on an overloaded machine starting a process alone can take many seconds).
  */
-export async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 15_000): Promise<void> {
+export async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
   const deadline = performance.now() + timeoutMs;
   while (!(await check())) {
     if (performance.now() > deadline) throw new Error(`gave up after ${timeoutMs} ms waiting for: ${what}`);
