@@ -8,5 +8,6 @@ import { REPO_ROOT } from './children.js';
  * the bench never reads dist/, stale or missing.
  */
 export async function loadBuiltPackage(): Promise<typeof import('sessionserver')> {
-  return import(pathToFileURL(join(REPO_ROOT, 'dist', 'index.js')).href);
+  // BENCH_DIST points at another build (a folder with the build's index.js) to compare two versions.
+  return import(pathToFileURL(join(process.env.BENCH_DIST ?? join(REPO_ROOT, 'dist'), 'index.js')).href);
 }
