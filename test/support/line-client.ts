@@ -38,7 +38,7 @@ export class LineClient {
   }
 
   /** The next reply line, or null once the server closed the connection. */
-  read(timeoutMs = 10_000): Promise<string | null> {
+  read(timeoutMs = 30_000): Promise<string | null> {
     if (this.lines.length) return Promise.resolve(this.lines.shift()!);
     if (this.closed) return Promise.resolve(null);
     return new Promise((resolve, reject) => {
