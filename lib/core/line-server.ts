@@ -442,8 +442,8 @@ export class LineServer {
    * and split on its bytes (see isTrimmable: the same parts as splitting its text), so the
    * whole line is never decoded and sliced again; the arguments are decoded once each, as
    * strings of their own that do not keep the line alive inside a stored value. Lines this
-   * path does not judge (a connection's first, non-ASCII command words, plugins watching
-   * commands) take the text path, dispatch().
+   * path does not judge (a connection's first, non-ASCII command words, beforeCommand taps)
+   * take the text path, dispatch(). afterCommand taps (metrics, logging) keep this path.
    */
   dispatchBytes(connection: Connection, bytes: Buffer, start: number, end: number): string | Promise<string> {
     while (end > start && isTrimmable(bytes[end - 1]!)) end--;
@@ -457,8 +457,8 @@ export class LineServer {
       if (byte >= 0x80) return this.dispatch(connection, bytes.toString('utf8', start, end));
       if (byte >= 0x41 && byte <= 0x5a) upper = true;
     }
-    if (connection.linesReceived === 0 || this.hooks.beforeCommand.isUsed() || this.hooks.afterCommand.isUsed()) {
-      // The HTTP check reads the first line's text; hooks are handed a Request.
+    if (connection.linesReceived === 0 || this.hooks.beforeCommand.isUsed()) {
+      // The HTTP check reads the first line's text; beforeCommand taps are handed a Request.
       return this.dispatch(connection, bytes.toString('utf8', start, end));
     }
     this.counters.commands++;
@@ -467,8 +467,10 @@ export class LineServer {
     const entry = this.commands.get(upper ? word.toLowerCase() : word);
     if (entry === undefined) return this.unknownCommand(connection);
     connection.unknownStreak = 0;
+    const watched = this.hooks.afterCommand.isUsed();
+    const started = watched ? performance.now() : 0;
     const refusal = this.guard(connection, entry);
-    if (refusal !== undefined) return errReply(refusal);
+    if (refusal !== undefined) return watched ? this.observed(connection, entry, started, errReply(refusal)) : errReply(refusal);
     let arg1 = '';
     let arg2 = '';
     if (wordEnd < end) {
@@ -477,7 +479,8 @@ export class LineServer {
       arg1 = bytes.toString('utf8', wordEnd + 1, arg1End);
       if (arg1End < end) arg2 = bytes.toString('utf8', arg1End + 1, end);
     }
-    return this.runWith(connection, entry, arg1, arg2);
+    const reply = this.runWith(connection, entry, arg1, arg2);
+    return watched ? this.observedReply(connection, entry, started, reply) : reply;
   }
 
   /**
@@ -511,7 +514,10 @@ export class LineServer {
     const refusal = this.hooks.beforeCommand.call(connection, entry, request) ?? this.guard(connection, entry);
     if (refusal !== undefined) return this.observed(connection, entry, performance.now(), errReply(refusal));
     const started = performance.now();
-    const reply = this.run(connection, entry, request);
+    return this.observedReply(connection, entry, started, this.run(connection, entry, request));
+  }
+
+  private observedReply(connection: Connection, entry: CommandEntry, started: number, reply: string | Promise<string>): string | Promise<string> {
     if (typeof reply === 'string') return this.observed(connection, entry, started, reply);
     return reply.then((text) => this.observed(connection, entry, started, text));
   }
