@@ -45,10 +45,10 @@ export interface LineServerOptions extends Partial<LineServerLimits> {
 }
 
 export const DEFAULT_LIMITS: LineServerLimits = {
-  maxLineLength: 1024 * 1024,
-  maxConnections: 10_000,
-  idleTimeout: 600,
-  maxUnknownCommands: 10,
+  maxLineLength: DEFAULTS.maxLineLength,
+  maxConnections: DEFAULTS.maxConnections,
+  idleTimeout: DEFAULTS.idleTimeout,
+  maxUnknownCommands: DEFAULTS.maxUnknownCommands,
   maxInputBuffer: DEFAULTS.maxInputBuffer,
 };
 
@@ -123,8 +123,8 @@ export class LineServer {
       maxInputBuffer: options.maxInputBuffer ?? DEFAULT_LIMITS.maxInputBuffer,
     };
     this.inputBudget = new InputBudget(this.limits.maxInputBuffer);
-    this.defaultHost = options.host ?? '127.0.0.1';
-    this.defaultPort = options.port ?? 9090;
+    this.defaultHost = options.host ?? DEFAULTS.host;
+    this.defaultPort = options.port ?? DEFAULTS.port;
     this.log = options.logger ?? createLogger(options);
     this.commands = CommandRegistry.fromPrototypeChain(this);
     this.commandFiles = options.commandsDir ? new CommandFiles(this, options.commandsDir) : null;
