@@ -65,7 +65,7 @@ test('a release notifies only when someone waits, naming a hash of the session, 
   // once the marker's is heard, any notification of the quiet releases would have been too.
   for (const id of ['busy', 'marker']) {
     const held = await a.locks.acquire(id, 1000);
-    const waiting = b.locks.acquire(id, 10_000);
+    const waiting = b.locks.acquire(id, 30_000);
     await until(async () => (await lockRow(a, id))?.contended === true, `the waiter marked ${id} contended`);
     await held.release();
     await (await waiting).release();
@@ -94,7 +94,7 @@ test('the LISTEN connection breaks: waiters still get locks, and are woken by re
 
   // While B cannot hear, it re-checks when A's lease would end (at most a second here).
   const held = await shortA.locks.acquire('l', 1000);
-  const waiting = track(b.locks.acquire('l', 10_000));
+  const waiting = track(b.locks.acquire('l', 30_000));
   await writersQueued(b.locks, 1);
   await until(async () => (await lockRow(b, 'l'))?.contended === true, 'B asked and found it taken');
   await held.release();
@@ -104,11 +104,11 @@ test('the LISTEN connection breaks: waiters still get locks, and are woken by re
   const longA = (await openStore(t, { ...config, lockLease: 60_000 })) as PostgresStore;
   await until(async () => (await listeners(b)) === 3, 'the listeners of both instances are back, and the new one');
   const again = await longA.locks.acquire('l', 1000);
-  const next = track(b.locks.acquire('l', 10_000));
+  const next = track(b.locks.acquire('l', 30_000));
   await until(async () => (await lockRow(b, 'l'))?.contended === true, 'B asked and found it taken');
   t.false(next.settled);
   await again.release();
-  // A's lease and B's are a minute: only the release's notification can wake B within its 10 s.
+  // A's lease and B's are a minute: only the release's notification can wake B within its 30 s.
   await (await next.promise).release();
   t.is(b.locks.timeouts, 0);
 });

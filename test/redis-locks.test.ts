@@ -43,7 +43,7 @@ test('a waiter whose release announcement never comes still gets the lock when t
   await a.locks.close();
   const key = a.keys.lock('d');
   await a.client.set(key, 'dead-owner', 'PX', 60_000);
-  const waiting = track(b.locks.acquire('d', 10_000));
+  const waiting = track(b.locks.acquire('d', 30_000));
   await writersQueued(b.locks, 1);
   t.false(waiting.settled, 'a live lease is respected');
   t.is(await a.client.get(key), 'dead-owner');

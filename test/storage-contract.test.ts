@@ -189,7 +189,7 @@ for (const driver of DRIVERS) {
     const first = await locks.acquire('s', 5000);
     await t.throwsAsync(locks.acquire('s', 50), { instanceOf: LockTimeoutError }, 'a second writer cannot have it');
     const waitsBefore = locks.waits;
-    const second = track(locks.acquire('s', 10_000));
+    const second = track(locks.acquire('s', 30_000));
     await writersQueued(locks, waitsBefore + 1);
     t.false(second.settled, 'still waiting');
     await first.release();
@@ -227,11 +227,11 @@ for (const driver of DRIVERS) {
     const locks = locksOf(store);
     const held = await locks.acquire('s', 1000);
     const controller = new AbortController();
-    const waiting = locks.acquire('s', 10_000, controller.signal);
+    const waiting = locks.acquire('s', 30_000, controller.signal);
     await writersQueued(locks, 1);
     controller.abort();
     await t.throwsAsync(waiting, { instanceOf: LockWaitAbortedError });
-    await t.throwsAsync(locks.acquire('s', 10_000, AbortSignal.abort()), { instanceOf: LockWaitAbortedError });
+    await t.throwsAsync(locks.acquire('s', 30_000, AbortSignal.abort()), { instanceOf: LockWaitAbortedError });
     t.is(locks.timeouts, 0);
     await held.release();
     const again = await locks.acquire('s', 1000);
@@ -246,7 +246,7 @@ for (const driver of DRIVERS) {
     // Each waiter is seen queued before the next one asks: the arrival order is known.
     for (const n of [1, 2, 3]) {
       waiters.push(
-        locks.acquire('q', 10_000).then(async (lock) => {
+        locks.acquire('q', 30_000).then(async (lock) => {
           order.push(n);
           await lock.release();
         }),
@@ -284,7 +284,7 @@ for (const driver of DRIVERS) {
 
   sharedTest('distributed locks: a writer on A blocks a writer on B until released; held sessions are not collected', async (t, _store, config) => {
     // Leases of a minute: a waiter's own re-check (when the holder's lease would end) is a
-    // minute away, so a waiter served within its 10 s timeout was woken by the release.
+    // minute away, so a waiter served within its 30 s timeout was woken by the release.
     const a = await openStore(t, { ...config, lockLease: 60_000 });
     const b = await openStore(t, { ...config, lockLease: 60_000 });
     const lockA = await a.locks!.acquire('s', 1000);
@@ -292,7 +292,7 @@ for (const driver of DRIVERS) {
     await a.save('s', values({ v: '1' }));
     await sleep(20);
     t.is(await b.collect(0, () => false), 0, 'write-locked on A: B does not collect it');
-    const waiting = track(b.locks!.acquire('s', 10_000));
+    const waiting = track(b.locks!.acquire('s', 30_000));
     await writersQueued(b.locks!, 2);
     t.false(waiting.settled);
     await lockA.release();
