@@ -1,13 +1,13 @@
 import { existsSync } from 'node:fs';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import { sep } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { DEFAULTS } from '../config/defaults.js';
 import { isHttpRequestLine, isTrimmable, parseRequest, type Request } from '../protocol/request.js';
 import { replyText } from '../protocol/replies.js';
 import { CommandFiles, type CommandDefinition } from './command-files.js';
 import { command, CommandRegistry, makeEntry, type CommandEntry, type CommandSpec } from './command.js';
+import { CommandClock } from './command-clock.js';
 import { Connection } from './connection.js';
 import { createLogger } from './logger.js';
 import { CommandError, isCommandError } from './errors.js';
@@ -379,6 +379,7 @@ export class LineServer {
   }
 
   private releasing = new WeakMap<Connection, Promise<void>>();
+  private readonly commandClock = new CommandClock();
   private idleSweep: NodeJS.Timeout | null = null;
 
   /**
@@ -468,7 +469,7 @@ export class LineServer {
     if (entry === undefined) return this.unknownCommand(connection);
     connection.unknownStreak = 0;
     const watched = this.hooks.afterCommand.isUsed();
-    const started = watched ? performance.now() : 0;
+    const started = watched ? this.commandClock.start() : 0;
     const refusal = this.guard(connection, entry);
     if (refusal !== undefined) return watched ? this.observed(connection, entry, started, errReply(refusal)) : errReply(refusal);
     let arg1 = '';
@@ -512,8 +513,8 @@ export class LineServer {
   /** The path when plugins watch commands: policy taps (auth) speak before the session guards. */
   private dispatchObserved(connection: Connection, entry: CommandEntry, request: Request): string | Promise<string> {
     const refusal = this.hooks.beforeCommand.call(connection, entry, request) ?? this.guard(connection, entry);
-    if (refusal !== undefined) return this.observed(connection, entry, performance.now(), errReply(refusal));
-    const started = performance.now();
+    const started = this.commandClock.start();
+    if (refusal !== undefined) return this.observed(connection, entry, started, errReply(refusal));
     return this.observedReply(connection, entry, started, this.run(connection, entry, request));
   }
 
@@ -527,7 +528,7 @@ export class LineServer {
       const ok = reply.startsWith('ok');
       this.hooks.afterCommand.call(connection, {
         command: entry.name,
-        durationMs: performance.now() - started,
+        durationMs: this.commandClock.since(started),
         ok,
         ...(ok ? {} : { error: reply.slice(4, -2) }),
       });
