@@ -76,7 +76,7 @@ const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.le
 
 /** Runs the comparison and returns its printed report. */
 export async function runMetricsOverheadBench(options: MetricsOverheadOptions, generator: RemoteLoadGenerator): Promise<string> {
-  const rounds = options.quick ? 2 : 3;
+  const rounds = options.quick ? 2 : 4;
   const plain = await startSessionserver();
   const withMetrics = await startWithMetrics();
   const without: LoadResult[] = [];
