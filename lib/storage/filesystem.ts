@@ -1,11 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { constants, type Stats } from 'node:fs';
-import { lstat, mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, readdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { DEFAULTS } from '../config/defaults.js';
 import { ConfigError, StoreError } from '../core/errors.js';
 import { isValidSessionId } from '../protocol/session-id.js';
 import type { SessionData, SessionExpiry, SessionStore } from './contract.js';
+import { closeFile, fstatFile, fsyncFile, futimesFile, lstatPath, openFile, readWholeFile, renamePath, unlinkPath, writeFile } from './file-calls.js';
+import { SessionIndex } from './session-index.js';
 import { writeSessionJson } from './session-file-writer.js';
 import { isSystemError, StorageGuard, type StorageLogger } from './guard.js';
 import { checkLifetime } from './lifetime.js';
@@ -23,8 +25,11 @@ export interface FilesystemStoreOptions {
 
 const FILE_PREFIX = 'sess_';
 const TEMP_SUFFIX = '.tmp';
-// A temp file this old belongs to a write that died with its process.
-const STALE_TEMP_MS = 60 * 60 * 1000;
+// Files stat'ed at once while the start's scan learns the folder.
+const SCAN_BATCH = 256;
+// A read moves the file's mtime only when it is older than this (or a tenth of a short own
+// lifetime): the index has the exact access, the mtime is for the next start.
+const MTIME_PRECISION_MS = 1000;
 // Never through a symbolic link (someone else's file), never blocking on a FIFO planted in the folder.
 const OPEN_SESSION_FILE = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 // A fresh temp file: never an existing name, never through a symbolic link.
@@ -45,10 +50,11 @@ interface DecodedFile {
   lifetime: number | null;
 }
 
-/** A session file as read: its values, own lifetime and last access (mtime). */
+/** A session file as read: its values, own lifetime and last access. */
 interface ReadFile extends DecodedFile {
   lastAccess: number;
 }
+
 
 /**
  * One JSON file per session, like PHP's `files` handler; the file's mtime is the last access.
@@ -59,10 +65,17 @@ interface ReadFile extends DecodedFile {
  * to (without the sticky bit) is refused, session files are opened without following
  * symbolic links, and temp files of writes that died with an earlier process go at start.
  *
+ * When each session was last accessed is also kept in memory (SessionIndex), learned at
+ * start from one scan of the folder (names and mtimes, no contents) and kept up to date by
+ * every operation since, so a gc sweep costs the sessions it deletes, not the sessions
+ * stored: it looks only at those the index says are expired, and checks each file's mtime
+ * before deleting it (another process on the folder may have used it). A file's mtime stays
+ * its last access, so the next start knows it; a session only another process wrote is
+ * swept by that process, or by this one once it has read it or restarted.
+ *
  * Per-session lifetimes live in the file. `save` keeps a session's lifetime without reading
- * the file first: this process learns every lifetime when it loads a session (the server
- * always loads before it saves) and keeps those it has seen in `lifetimes`. That is sound
- * because one process owns the folder, which the in-process writer locks require anyway.
+ * the file first: this process learns a lifetime when it first reads a session (the server
+ * always loads before it saves) and keeps it in the index.
  */
 export class FilesystemStore implements SessionStore {
   readonly name = 'filesystem';
@@ -71,8 +84,14 @@ export class FilesystemStore implements SessionStore {
   readonly guard: StorageGuard;
   private readonly fsync: boolean;
   private readonly log: StorageLogger | undefined;
-  /** Own lifetimes (seconds) of the sessions this process has seen with one. */
-  private readonly lifetimes = new Map<string, number>();
+  /** Every stored session, its last access and own lifetime (once read). */
+  private readonly index = new SessionIndex();
+  /** Session files opened since start (to read, touch or learn a lifetime). */
+  filesOpened = 0;
+  /** Session files a gc sweep looked at (stat'ed) since start: only those the index says are expired. */
+  filesExamined = 0;
+  private readonly tempPrefix = randomBytes(4).toString('hex');
+  private temps = 0;
   /** Per-session queue of writes, so `setLifetime`'s read-modify-write never interleaves with a save or destroy. */
   private readonly writes = new Map<string, Promise<unknown>>();
   private warnedAboutLinks = false;
@@ -87,7 +106,7 @@ export class FilesystemStore implements SessionStore {
   async open(): Promise<void> {
     await mkdir(this.savePath, { recursive: true, mode: 0o700 });
     await this.checkFolder();
-    await this.removeLeftoverTemps();
+    await this.scanFolder();
   }
 
   /**
@@ -109,11 +128,36 @@ export class FilesystemStore implements SessionStore {
     this.log?.warn({ storage: this.name, savePath: this.savePath }, 'save folder is writable by other users (sticky bit set): they can create session files; chmod 700 it');
   }
 
-  /** Temp files of writes cut short by a crash; no write of this process has started yet. */
-  private async removeLeftoverTemps(): Promise<void> {
-    for (const name of await readdir(this.savePath)) {
-      if (name.startsWith(FILE_PREFIX) && name.endsWith(TEMP_SUFFIX)) await unlink(join(this.savePath, name)).catch(ignoreMissing);
+  /**
+   * Learns the folder: every session file's id and mtime (its last access), without reading
+   * contents. Temp files of writes cut short by a crash go (no write of this process has
+   * started yet); links and other non-files named like sessions are not sessions.
+   */
+  private async scanFolder(): Promise<void> {
+    const scannedAt = Date.now();
+    const names = await readdir(this.savePath);
+    const files: Array<[string, number]> = [];
+    for (let start = 0; start < names.length; start += SCAN_BATCH) {
+      await Promise.all(
+        names.slice(start, start + SCAN_BATCH).map(async (name) => {
+          if (!name.startsWith(FILE_PREFIX)) return;
+          const path = join(this.savePath, name);
+          if (name.endsWith(TEMP_SUFFIX)) return unlinkPath(path).catch(ignoreMissing);
+          const id = name.slice(FILE_PREFIX.length);
+          if (!isValidSessionId(id)) return;
+          let info: Stats;
+          try {
+            // lstat: a link's own type, never its target's.
+            info = await lstatPath(path);
+          } catch (error) {
+            return ignoreMissing(error);
+          }
+          if (info.isFile()) files.push([id, info.mtimeMs]);
+          else this.refusedLink();
+        }),
+      );
     }
+    this.index.load(files, scannedAt);
   }
 
   private pathOf(id: string): string {
@@ -129,29 +173,34 @@ export class FilesystemStore implements SessionStore {
   save(id: string, data: SessionData): Promise<void> {
     return this.guard.run(async () => {
       const path = this.pathOf(id);
-      await this.queueWrite(id, () => this.write(path, data, this.lifetimes.get(id) ?? null));
+      await this.queueWrite(id, async () => {
+        const lifetime = this.index.get(id)?.lifetime ?? null;
+        await this.write(path, data, lifetime);
+        this.index.record(id, lifetime);
+      });
     });
   }
 
   private async write(path: string, data: SessionData, lifetime: number | null): Promise<void> {
-    const temp = `${path}.${randomBytes(6).toString('hex')}${TEMP_SUFFIX}`;
-    const handle = await open(temp, CREATE_TEMP_FILE, 0o600);
+    // Unique per write (O_EXCL refuses a name that exists all the same).
+    const temp = `${path}.${this.tempPrefix}${(++this.temps).toString(36)}${TEMP_SUFFIX}`;
+    const fd = await openFile(temp, CREATE_TEMP_FILE, 0o600);
     let complete = false;
     try {
       // Entry by entry: a big session never becomes one giant string.
-      await writeSessionJson(handle, data, lifetime);
-      if (this.fsync) await handle.sync();
+      await writeSessionJson({ write: (buffer, offset, length) => writeFile(fd, buffer, offset, length) }, data, lifetime);
+      if (this.fsync) await fsyncFile(fd);
       complete = true;
     } finally {
-      await handle.close();
+      await closeFile(fd);
       // A write that failed half way leaves the old file in place and no temp file behind.
-      if (!complete) await unlink(temp).catch(() => {});
+      if (!complete) await unlinkPath(temp).catch(() => {});
     }
     try {
       // rename replaces a symbolic link itself, never its target.
-      await rename(temp, path);
+      await renamePath(temp, path);
     } catch (error) {
-      await unlink(temp).catch(() => {});
+      await unlinkPath(temp).catch(() => {});
       throw error;
     }
     if (this.fsync) await this.syncFolder();
@@ -161,12 +210,14 @@ export class FilesystemStore implements SessionStore {
     return this.guard.run(async () => {
       const path = this.pathOf(id);
       return this.queueWrite(id, async () => {
-        this.lifetimes.delete(id);
+        const stored = this.index.get(id);
+        this.index.delete(id);
         try {
-          await unlink(path);
+          await unlinkPath(path);
           return true;
         } catch (error) {
           if (isMissing(error)) return false;
+          if (stored) this.index.record(id, stored.lifetime ?? null, stored.lastAccess);
           throw error;
         }
       });
@@ -176,12 +227,16 @@ export class FilesystemStore implements SessionStore {
   touch(id: string): Promise<boolean> {
     return this.guard.run(async () => {
       const path = this.pathOf(id);
-      const lifetime = this.lifetimes.get(id);
-      const touched = await this.withFile(path, async (handle, info) => {
-        if (lifetime !== undefined && hasExpired(info.mtimeMs, lifetime)) return false;
-        await markAccess(handle);
+      const entry = this.index.get(id);
+      // Not known with its own lifetime (not read since start, or another process's): read it.
+      if (entry?.lifetime === undefined || !entry) return (await this.read(id, path, true)) !== undefined;
+      const lifetime = entry.lifetime;
+      const touched = await this.withFile(path, async (fd, info) => {
+        if (lifetime !== null && hasExpired(Math.max(entry.lastAccess, info.mtimeMs), lifetime)) return false;
+        await markAccess(fd);
         return true;
       });
+      if (touched) this.index.record(id, lifetime);
       return touched ?? false;
     });
   }
@@ -194,9 +249,13 @@ export class FilesystemStore implements SessionStore {
         const file = await this.read(id, path, false);
         if (!file) return false;
         // Unchanged (an express-session touch on every request): only record the access.
-        if (file.lifetime === seconds) return (await this.withFile(path, async (handle) => (await markAccess(handle), true))) ?? false;
+        if (file.lifetime === seconds) {
+          const touched = (await this.withFile(path, async (fd) => (await markAccess(fd), true))) ?? false;
+          if (touched) this.index.record(id, seconds);
+          return touched;
+        }
         await this.write(path, file.data, seconds);
-        this.learnLifetime(id, seconds);
+        this.index.record(id, seconds);
         return true;
       });
     });
@@ -216,6 +275,12 @@ export class FilesystemStore implements SessionStore {
         if (!name.startsWith(FILE_PREFIX) || name.endsWith(TEMP_SUFFIX)) continue;
         const id = name.slice(FILE_PREFIX.length);
         if (!isValidSessionId(id)) continue;
+        const entry = this.index.get(id);
+        // Known without an own lifetime: it exists and has not expired, no need to read it.
+        if (entry && entry.lifetime === null) {
+          ids.push(id);
+          continue;
+        }
         try {
           if (await this.read(id, join(this.savePath, name), false)) ids.push(id);
         } catch (error) {
@@ -228,35 +293,42 @@ export class FilesystemStore implements SessionStore {
   }
 
   /**
-   * The decoded file, recording an access when `markRead`; undefined when missing, expired,
-   * or not a plain file (a symbolic link or a FIFO someone put there is not a session).
+   * The decoded file and its last access, recording an access when `markRead`; undefined when
+   * missing, expired, or not a plain file (a symbolic link or a FIFO someone put there is not a session).
    */
   private async read(id: string, path: string, markRead: boolean): Promise<ReadFile | undefined> {
-    return this.withFile(path, async (handle, info) => {
-      const file = decode(await handle.readFile('utf8'), path);
-      this.learnLifetime(id, file.lifetime);
-      if (file.lifetime !== null && hasExpired(info.mtimeMs, file.lifetime)) return undefined;
-      if (markRead) await markAccess(handle);
-      return { ...file, lastAccess: info.mtimeMs };
+    return this.withFile(path, async (fd, info) => {
+      const file = decode(await readWholeFile(fd, info.size), path);
+      this.index.learn(id, file.lifetime);
+      // The later of this process's record and the mtime (another process's access, or the
+      // kernel's coarse clock a little behind ours).
+      const lastAccess = Math.max(this.index.get(id)?.lastAccess ?? 0, info.mtimeMs);
+      if (file.lifetime !== null && hasExpired(lastAccess, file.lifetime)) return undefined;
+      if (!markRead) return { ...file, lastAccess };
+      const precision = Math.min(MTIME_PRECISION_MS, (file.lifetime ?? Infinity) * 100);
+      if (Date.now() - info.mtimeMs >= precision) await markAccess(fd);
+      this.index.record(id, file.lifetime);
+      return { ...file, lastAccess: Date.now() };
     });
   }
 
   /** Runs `use` on the session file opened without following links; undefined when there is no such plain file. */
-  private async withFile<T>(path: string, use: (handle: FileHandle, info: Stats) => Promise<T>): Promise<T | undefined> {
-    let handle: FileHandle;
+  private async withFile<T>(path: string, use: (fd: number, info: Stats) => Promise<T>): Promise<T | undefined> {
+    let fd: number;
+    this.filesOpened++;
     try {
-      handle = await open(path, OPEN_SESSION_FILE);
+      fd = await openFile(path, OPEN_SESSION_FILE);
     } catch (error) {
       if (isMissing(error)) return undefined;
       if ((error as NodeJS.ErrnoException).code === 'ELOOP') return this.refusedLink();
       throw error;
     }
     try {
-      const info = await handle.stat();
+      const info = await fstatFile(fd);
       if (!info.isFile()) return this.refusedLink();
-      return await use(handle, info);
+      return await use(fd, info);
     } finally {
-      await handle.close();
+      await closeFile(fd);
     }
   }
 
@@ -267,11 +339,6 @@ export class FilesystemStore implements SessionStore {
       this.log?.warn({ storage: this.name, savePath: this.savePath }, 'ignoring a session file that is a symbolic link or not a plain file');
     }
     return undefined;
-  }
-
-  private learnLifetime(id: string, lifetime: number | null): void {
-    if (lifetime === null) this.lifetimes.delete(id);
-    else this.lifetimes.set(id, lifetime);
   }
 
   private queueWrite<T>(id: string, task: () => Promise<T>): Promise<T> {
@@ -288,11 +355,11 @@ export class FilesystemStore implements SessionStore {
     return run;
   }
 
-  /** Own lifetime of a file this process has not loaded yet, read only when `collect` must know it. */
+  /** Own lifetime of a file not read since start, read only when `collect` must know it; null when unreadable. */
   private async lifetimeOnDisk(id: string, path: string): Promise<number | null> {
     try {
-      const lifetime = (await this.withFile(path, async (handle) => decode(await handle.readFile('utf8'), path).lifetime)) ?? null;
-      this.learnLifetime(id, lifetime);
+      const lifetime = (await this.withFile(path, async (fd, info) => decode(await readWholeFile(fd, info.size), path).lifetime)) ?? null;
+      this.index.learn(id, lifetime);
       return lifetime;
     } catch (error) {
       if (error instanceof StoreError) return null;
@@ -300,40 +367,60 @@ export class FilesystemStore implements SessionStore {
     }
   }
 
+  /**
+   * Deletes the sessions the index says are expired, sparing those `isHeld` names. A session's
+   * own lifetime overrides maxIdleMs, longer or shorter; one not read since start is read only
+   * once it is idle past maxIdleMs. Opens no file of a session that has not expired.
+   */
   collect(maxIdleMs: number, isHeld: (id: string) => boolean): Promise<number> {
     return this.guard.run(async () => {
       const now = Date.now();
       let removed = 0;
-      for (const name of await readdir(this.savePath)) {
-        if (!name.startsWith(FILE_PREFIX)) continue;
-        const path = join(this.savePath, name);
-        const isTemp = name.endsWith(TEMP_SUFFIX);
-        const id = name.slice(FILE_PREFIX.length);
-        if (!isTemp && (!isValidSessionId(id) || isHeld(id))) continue;
-        try {
-          // lstat: a link's own age, never its target's.
-          const info = await lstat(path);
-          if (!info.isFile()) continue;
-          const idleMs = now - info.mtimeMs;
-          if (isTemp) {
-            if (idleMs < STALE_TEMP_MS) continue;
-          } else {
-            // A session's own lifetime overrides maxIdleMs, longer or shorter. One this process
-            // has not seen is read only once the session is idle past maxIdleMs.
-            let lifetime = this.lifetimes.get(id) ?? null;
-            if (lifetime === null && idleMs >= maxIdleMs) lifetime = await this.lifetimeOnDisk(id, path);
-            if (idleMs < (lifetime === null ? maxIdleMs : lifetime * 1000)) continue;
-            // Re-check: a client may have opened it while we were reading the folder.
-            if (isHeld(id)) continue;
-          }
-          await unlink(path);
-          if (!isTemp) {
-            this.lifetimes.delete(id);
-            removed++;
-          }
-        } catch (error) {
-          if (!isMissing(error)) throw error;
+      for (const id of this.index.expired(now - maxIdleMs, now)) {
+        if (isHeld(id)) {
+          this.index.keep(id);
+          continue;
         }
+        const path = this.pathOf(id);
+        // Queued behind any write of the session: a save that lands first makes it fresh again.
+        const gone = await this.queueWrite(id, async () => {
+          let entry = this.index.get(id);
+          if (!entry) return false;
+          this.filesExamined++;
+          let info: Stats;
+          try {
+            // lstat: a link's own age, never its target's. Its mtime: another process may have used it.
+            info = await lstatPath(path);
+          } catch (error) {
+            if (!isMissing(error)) throw error;
+            this.index.delete(id);
+            return false;
+          }
+          if (!info.isFile()) return false;
+          if (entry.lifetime === undefined) {
+            await this.lifetimeOnDisk(id, path);
+            entry = this.index.get(id)!;
+          }
+          const lifetime = entry.lifetime ?? null;
+          const lastAccess = Math.max(entry.lastAccess, info.mtimeMs);
+          const expired = now - lastAccess >= (lifetime === null ? maxIdleMs : lifetime * 1000);
+          // Re-check: a client may have opened it while we looked.
+          if (!expired || isHeld(id)) {
+            if (lastAccess > entry.lastAccess) this.index.record(id, lifetime, lastAccess);
+            else this.index.keep(id);
+            return false;
+          }
+          this.index.delete(id);
+          try {
+            await unlinkPath(path);
+          } catch (error) {
+            if (isMissing(error)) return false;
+            this.index.record(id, lifetime, entry.lastAccess);
+            throw error;
+          }
+          return true;
+        });
+        if (gone) removed++;
       }
       return removed;
     });
@@ -341,6 +428,7 @@ export class FilesystemStore implements SessionStore {
 
   count(): Promise<number> {
     return this.guard.run(async () => {
+      // The folder, not the index: another process on the folder may have written sessions.
       const names = await readdir(this.savePath);
       return names.filter((name) => name.startsWith(FILE_PREFIX) && !name.endsWith(TEMP_SUFFIX)).length;
     });
@@ -349,19 +437,19 @@ export class FilesystemStore implements SessionStore {
   async close(): Promise<void> {}
 
   private async syncFolder(): Promise<void> {
-    const folder = await open(this.savePath, 'r');
+    const folder = await openFile(this.savePath, constants.O_RDONLY);
     try {
-      await folder.sync();
+      await fsyncFile(folder);
     } finally {
-      await folder.close();
+      await closeFile(folder);
     }
   }
 }
 
 /** Records an access: the file's mtime is its last access. */
-async function markAccess(handle: FileHandle): Promise<void> {
+async function markAccess(fd: number): Promise<void> {
   const now = new Date();
-  await handle.utimes(now, now);
+  await futimesFile(fd, now, now);
 }
 
 function hasExpired(lastAccess: number, lifetimeSeconds: number): boolean {

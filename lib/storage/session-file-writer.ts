@@ -1,5 +1,4 @@
 import { constants } from 'node:buffer';
-import type { FileHandle } from 'node:fs/promises';
 import { StoreError } from '../core/errors.js';
 import type { SessionData } from './contract.js';
 
@@ -20,7 +19,12 @@ export const MAX_SESSION_FILE_BYTES = constants.MAX_STRING_LENGTH;
  * string that size (or throws a RangeError past about 512 MiB). A file that would be too big
  * to read back is abandoned with a StoreError, so a write that is acknowledged is readable.
  */
-export async function writeSessionJson(handle: FileHandle, data: SessionData, lifetime: number | null, maxBytes = MAX_SESSION_FILE_BYTES): Promise<void> {
+/** Where a session file is written: a FileHandle fits, or a file descriptor's write. */
+export interface SessionFileSink {
+  write(buffer: Buffer, offset: number, length: number): Promise<{ bytesWritten: number }>;
+}
+
+export async function writeSessionJson(handle: SessionFileSink, data: SessionData, lifetime: number | null, maxBytes = MAX_SESSION_FILE_BYTES): Promise<void> {
   let written = 0;
   const writeAll = async (text: string): Promise<void> => {
     const bytes = Buffer.from(text, 'utf8');
