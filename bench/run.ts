@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --only=50x16,memory,storage,latency,metrics,cycle] [-- --cpu-prof] [-- --targets=sessionserver,bare-node] [-- --keys=1000]`
+ * `npm run bench [-- --quick] [-- --only=50x16,memory,storage,latency,metrics,cycle,filesystem] [-- --cpu-prof] [-- --targets=sessionserver,bare-node] [-- --keys=1000]`
  * (or BENCH_QUICK=1, BENCH_ONLY=…, BENCH_CPU_PROF=1, BENCH_TARGETS=…, BENCH_KEYS=…). How to read the
  * output: bench/README.md. Each server and the load generator run in their own
  * processes; this one only orchestrates and prints.
@@ -17,6 +17,7 @@ import { memoryTable, noiseWarning, ratioTable, throughputTable, type Scenario, 
 import { runLatencyBench } from './latency.js';
 import { runStorageBench } from './storage.js';
 import { runSessionCycleBench } from './session-cycle.js';
+import { runFilesystemBench } from './filesystem-sweep.js';
 import { redisServerInstalled, startBareServer, startRedisServer, startSessionserver, type Target, type TargetName } from './targets.js';
 import { DEFAULT_KEY_SPACE, DEFAULT_VALUE_BYTES } from './workload.js';
 
@@ -41,6 +42,8 @@ interface Options {
   metrics: boolean;
   /** The session cycle (open rw, put, get, close) per store and directly on Redis and PostgreSQL (bench/session-cycle.ts). */
   cycle: boolean;
+  /** The filesystem store: new/put/close cycles/s and the gc sweep at 100k sessions (bench/filesystem-sweep.ts). */
+  filesystem: boolean;
   targets: TargetName[];
   warmupMs: number;
   durationMs: number;
@@ -59,8 +62,8 @@ function readOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
   const quick = flag('quick');
   const only = value('only')?.split(',').map((s) => s.trim()).filter(Boolean);
   for (const name of only ?? []) {
-    if (name !== 'memory' && name !== 'storage' && name !== 'latency' && name !== 'metrics' && name !== 'cycle' && !SCENARIOS.some((s) => s.name === name)) {
-      throw new Error(`--only: unknown scenario ${name} (known: ${SCENARIOS.map((s) => s.name).join(', ')}, memory, storage, latency, metrics, cycle)`);
+    if (name !== 'memory' && name !== 'storage' && name !== 'latency' && name !== 'metrics' && name !== 'cycle' && name !== 'filesystem' && !SCENARIOS.some((s) => s.name === name)) {
+      throw new Error(`--only: unknown scenario ${name} (known: ${SCENARIOS.map((s) => s.name).join(', ')}, memory, storage, latency, metrics, cycle, filesystem)`);
     }
   }
   const targets = (value('targets')?.split(',').map((s) => s.trim()) ?? TARGET_ORDER) as TargetName[];
@@ -76,6 +79,7 @@ function readOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     latency: only ? only.includes('latency') : true,
     metrics: only ? only.includes('metrics') : true,
     cycle: only ? only.includes('cycle') : true,
+    filesystem: only ? only.includes('filesystem') : true,
     targets: TARGET_ORDER.filter((name) => targets.includes(name)),
     warmupMs: quick ? 300 : 1000,
     durationMs: quick ? 1500 : 4000,
@@ -195,6 +199,7 @@ async function main(): Promise<void> {
     const latency = options.latency ? await runLatencyBench({ quick: options.quick }) : null;
     const metricsOverhead = options.metrics ? await runMetricsOverheadBench(options, generator) : null;
     const cycle = options.cycle ? await runSessionCycleBench({ quick: options.quick, cpuProfile: options.cpuProfile }) : null;
+    const filesystem = options.filesystem ? await runFilesystemBench({ quick: options.quick }) : null;
 
     if (throughput) {
       console.log(`\nthroughput: N connections x pipeline depth D; put/get alternating over ${options.keySpace} keys per connection, ${DEFAULT_VALUE_BYTES}-byte values`);
@@ -212,6 +217,7 @@ async function main(): Promise<void> {
     if (latency) console.log(`\n${latency}`);
     if (metricsOverhead) console.log(`\n${metricsOverhead}`);
     if (cycle) console.log(`\n${cycle}`);
+    if (filesystem) console.log(`\n${filesystem}`);
     if (throughput?.profilePath) {
       console.log(`\n${formatProfileSummary(throughput.profilePath)}`);
     }
