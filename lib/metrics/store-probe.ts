@@ -2,6 +2,8 @@ import type { SessionStore } from '../storage/contract.js';
 
 /** A valid session id that no server generates (those are 32 hex digits): loading it reads nothing. */
 const PROBE_ID = 'sessionserver-health-probe';
+/** A read unanswered this long is given up on, so a store that lost one call is probed afresh. */
+const ABANDON_AFTER_MS = 30_000;
 
 /**
  * A health check of the store: resolves true when a cheap read (loading an id that does
@@ -10,16 +12,24 @@ const PROBE_ID = 'sessionserver-health-probe';
  * store that hangs is not sent one more read per health request.
  */
 export function storeProbe(store: SessionStore, timeoutMs: number): () => Promise<boolean> {
-  let inFlight: Promise<boolean> | null = null;
+  let inFlight: { readonly answer: Promise<boolean>; readonly since: number } | null = null;
   return () => {
-    inFlight ??= Promise.resolve()
-      .then(() => store.load(PROBE_ID))
-      .then(
-        () => true,
-        () => false,
-      )
-      .finally(() => (inFlight = null));
-    return withinTime(inFlight, timeoutMs);
+    if (inFlight === null || Date.now() - inFlight.since > ABANDON_AFTER_MS) {
+      const probe = {
+        since: Date.now(),
+        answer: Promise.resolve()
+          .then(() => store.load(PROBE_ID))
+          .then(
+            () => true,
+            () => false,
+          )
+          .finally(() => {
+            if (inFlight === probe) inFlight = null;
+          }),
+      };
+      inFlight = probe;
+    }
+    return withinTime(inFlight.answer, timeoutMs);
   };
 }
 
