@@ -3,7 +3,7 @@ import { LockTable, LockTimeoutError, type LockManager, type SessionServerConfig
 import { LockWaitAbortedError } from '../lib/locks/errors.js';
 import { openStore, postgresConfig, redisConfig, sleep } from './fixtures/stores.js';
 import { tempDir } from './support/server.js';
-import { track, writersQueued } from './support/wait.js';
+import { track, until, writersQueued } from './support/wait.js';
 
 /**
  * The SessionStore and LockManager contract, run against every driver. A new driver is
@@ -217,9 +217,10 @@ for (const driver of DRIVERS) {
     t.is(locks.waits, 1);
     t.is(locks.timeouts, 1);
     await held.release();
-    // The timed-out waiter left no trace: the lock is free, taken without queuing.
-    const again = await locks.acquire('s', 1000);
-    t.is(locks.waits, 1);
+    // The timed-out waiter left no lock behind: the next writer gets it. (A shared store's
+    // waiter may still have an attempt in flight, which gives a free lock straight back.)
+    const again = await locks.acquire('s', 5000);
+    t.is(again.sessionId, 's');
     await again.release();
   });
 
@@ -300,6 +301,9 @@ for (const driver of DRIVERS) {
     await t.throwsAsync(a.locks!.acquire('s', 100), { instanceOf: LockTimeoutError });
     await lockB.release();
     await sleep(20);
-    t.is(await b.collect(0, () => false), 1);
+    // A's timed-out waiter may still have an attempt in flight, which takes the free lock and
+    // gives it straight back: the session is collectable once nobody holds it.
+    await until(async () => (await b.collect(0, () => false)) === 1, 'the released session is collected');
+    t.is(await a.load('s'), undefined);
   });
 }
