@@ -15,8 +15,9 @@ const DRIVERS: Array<{ name: string; config: (t: ExecutionContext) => Promise<Se
   { name: 'memory', config: async () => ({ storage: 'memory' }), sharesData: false, sharesLocks: false },
   { name: 'filesystem', config: async (t) => ({ storage: 'filesystem', savePath: await tempDir(t) }), sharesData: true, sharesLocks: false },
   { name: 'redis', config: (t) => redisConfig(t), sharesData: true, sharesLocks: true },
-  // Small pools: this file runs some twenty PostgreSQL stores at once, and the server allows 100 connections.
-  { name: 'postgres', config: async (t) => ({ ...(await postgresConfig(t)), postgresPoolSize: 3 }), sharesData: true, sharesLocks: true },
+  // Small pools: this file runs some twenty PostgreSQL stores at once (each also has a LISTEN
+  // connection), beside other files, and the server allows 100 connections.
+  { name: 'postgres', config: async (t) => ({ ...(await postgresConfig(t)), postgresPoolSize: 2 }), sharesData: true, sharesLocks: true },
 ];
 
 /** The writer locks the server would use with this store. */
