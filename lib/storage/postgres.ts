@@ -1,11 +1,12 @@
 import pg from 'pg';
 import { DEFAULTS } from '../config/defaults.js';
 import { ConfigError, StoreError } from '../core/errors.js';
+import type { SessionLock } from '../locks/lock-table.js';
 import { isValidSessionId } from '../protocol/session-id.js';
 import type { SessionData, SessionExpiry, SessionStore } from './contract.js';
 import { StorageGuard, type StorageLogger } from './guard.js';
 import { checkLifetime } from './lifetime.js';
-import { PostgresLocks } from './postgres-locks.js';
+import { PostgresLocks, releaseTag } from './postgres-locks.js';
 import { migrate, PostgresNames, slotOf } from './postgres-schema.js';
 
 export interface PostgresStoreOptions {
@@ -24,6 +25,7 @@ export interface PostgresStoreOptions {
 }
 
 const COLLECT_BATCH = 500;
+const LOCK_LOST = 'not written: the writer lock on this session was lost (its lease ran out)';
 // A session past its own lifetime is gone for every reader, before any sweep deletes its row.
 const ALIVE = `(lifetime IS NULL OR last_access > now() - lifetime * interval '1 second')`;
 // What every recorded access sets (see access_slot in postgres-schema.ts).
@@ -126,8 +128,53 @@ export class PostgresStore implements SessionStore {
          ON CONFLICT (id) DO UPDATE SET data = excluded.data, last_access = excluded.last_access, access_slot = excluded.access_slot`,
         [id, JSON.stringify(Object.fromEntries(data)), this.locks.tokenOf(id) ?? null],
       );
-      if (rowCount !== 1) throw new StoreError('not written: the writer lock on this session was lost (its lease ran out)');
+      if (rowCount !== 1) throw new StoreError(LOCK_LOST);
     });
+  }
+
+  /**
+   * `close`: the fenced write and the release of the writer lock in one statement, so one
+   * durable commit and one round trip (instead of a save and a separate DELETE). The DELETE of
+   * the lock row by token is the fence: it locks that row until the commit, so a takeover waits
+   * for this write and then reads it; a lock already taken over deletes nothing and writes
+   * nothing. NOTIFY (sent at commit) only when a waiter marked the lock contended.
+   */
+  async saveAndRelease(id: string, data: SessionData, lock: SessionLock): Promise<void> {
+    const token = this.locks.takeRelease(lock);
+    if (token === undefined) {
+      // Not a live lock of ours (released already): the plain way, which fails as it should.
+      try {
+        await this.save(id, data);
+      } finally {
+        await lock.release();
+      }
+      return;
+    }
+    let settled = false;
+    try {
+      const saved = await this.guard.run(async () => {
+        this.locks.forgetLoaded(checked(id));
+        const { rows } = await this.query<{ saved: number }>(
+          'sessionserver_save_and_release',
+          `WITH gone AS (DELETE FROM ${this.names.locks} WHERE id = $1 AND owner = $3 RETURNING contended),
+           saved AS (
+             INSERT INTO ${this.names.sessions} (id, data, last_access, access_slot)
+             SELECT $1, $2, now(), ${slotOf('now()')} FROM gone
+             ON CONFLICT (id) DO UPDATE SET data = excluded.data, last_access = excluded.last_access, access_slot = excluded.access_slot
+             RETURNING 1
+           ),
+           notified AS (SELECT pg_notify($4, $5) FROM gone WHERE contended)
+           SELECT (SELECT count(*) FROM saved)::integer AS saved, (SELECT count(*) FROM notified) AS notified`,
+          [id, JSON.stringify(Object.fromEntries(data)), token, this.names.releaseChannel, releaseTag(id)],
+        );
+        return rows[0]!.saved;
+      });
+      settled = true;
+      if (saved !== 1) throw new StoreError(LOCK_LOST);
+    } finally {
+      // Unsettled (no answer in time): the lock may be held still; its lease ends it.
+      this.locks.releaseHandedOver(id, token, settled);
+    }
   }
 
   destroy(id: string): Promise<boolean> {
