@@ -46,6 +46,13 @@ export interface StorageGuardOptions {
   isUnavailable(error: unknown): boolean;
 }
 
+/** An operation in flight under StorageGuard.run: when it times out, and how to fail it. */
+interface Deadline {
+  at: number;
+  settled: boolean;
+  fail(error: unknown): void;
+}
+
 interface Outage {
   since: number;
   failures: number;
@@ -86,34 +93,59 @@ export class StorageGuard {
     } catch (error) {
       return Promise.reject(this.failed(error));
     }
-    return this.bounded(pending).then(
-      (value) => {
-        if (this.outage) this.recovered();
-        return value;
-      },
-      (error: unknown) => {
-        throw this.failed(error);
-      },
-    );
-  }
-
-  private bounded<T>(pending: Promise<T>): Promise<T> {
-    const ms = this.timeoutMs;
-    if (ms === 0) return pending;
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new StorageTimeout(ms)), ms);
+      const entry: Deadline = { at: 0, settled: false, fail: reject };
+      if (this.timeoutMs > 0) this.watch(entry);
       pending.then(
         (value) => {
-          clearTimeout(timer);
+          if (entry.settled) return;
+          this.settle(entry);
+          if (this.outage) this.recovered();
           resolve(value);
         },
         (error: unknown) => {
-          clearTimeout(timer);
-          reject(error);
+          if (entry.settled) return;
+          this.settle(entry);
+          reject(this.failed(error));
         },
       );
     });
   }
+
+  // One timer for all operations in flight, not one each: they all get the same timeout, so
+  // they time out in the order they started, and the oldest one's deadline is the next.
+  private readonly deadlines = new Set<Deadline>();
+  private deadlineTimer: NodeJS.Timeout | null = null;
+
+  private watch(entry: Deadline): void {
+    entry.at = Date.now() + this.timeoutMs;
+    this.deadlines.add(entry);
+    if (!this.deadlineTimer) this.armDeadlines(this.timeoutMs);
+  }
+
+  private settle(entry: Deadline): void {
+    entry.settled = true;
+    this.deadlines.delete(entry);
+  }
+
+  private armDeadlines(delayMs: number): void {
+    this.deadlineTimer = setTimeout(this.expire, delayMs);
+    // The operations' own sockets and files keep the process alive, not their deadline.
+    this.deadlineTimer.unref();
+  }
+
+  private readonly expire = (): void => {
+    this.deadlineTimer = null;
+    const now = Date.now();
+    for (const entry of this.deadlines) {
+      if (entry.at > now) {
+        this.armDeadlines(entry.at - now);
+        return;
+      }
+      this.settle(entry);
+      entry.fail(this.failed(new StorageTimeout(this.timeoutMs)));
+    }
+  };
 
   /** The error to hand on: StorageUnavailableError for an outage, anything else unchanged. */
   private failed(error: unknown): unknown {

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { Writable } from 'node:stream';
 import { Cluster, Redis, ReplyError, type ClusterNode, type RedisOptions } from 'ioredis';
 import { ConfigError, StoreError } from '../core/errors.js';
 import { isValidSessionId } from '../protocol/session-id.js';
@@ -15,7 +16,11 @@ const VALID_PREFIX = /^[A-Za-z0-9:_.-]{0,64}$/;
 
 const COMMON_OPTIONS = {
   lazyConnect: true,
-  // Many clients' commands share one connection; batching them per tick costs no latency.
+} as const;
+
+// A Cluster routes each command to its slot's node; its auto-pipelines batch per node.
+const CLUSTER_OPTIONS = {
+  ...COMMON_OPTIONS,
   enableAutoPipelining: true,
 } as const;
 
@@ -70,7 +75,7 @@ export function createRedisClient(url: string, clientOptions: RedisClientOptions
   if (kind === 'cluster') {
     if (path !== '' && path !== '/') throw new ConfigError('redis+cluster:// URLs take no database number (a cluster has only db 0)');
     return new Cluster(nodes, {
-      ...COMMON_OPTIONS,
+      ...CLUSTER_OPTIONS,
       // Without a reachable node a command fails at once instead of queuing.
       enableOfflineQueue: false,
       redisOptions: { ...perNode, username, password, tls },
@@ -155,6 +160,15 @@ export const REDIS_LAYOUT_VERSION = 2;
 /** Index shards: each session belongs to one, named by hash tag, so its keys share the shard's slot. */
 export const REDIS_SHARDS = 256;
 
+/** One session's keys (see RedisKeys). */
+export interface SessionKeys {
+  data: string;
+  lock: string;
+  waiting: string;
+  releases: string;
+  accessIndex: string;
+}
+
 /**
  * Where the Redis driver keeps a session. A session's keys and the access index of its shard
  * all carry the shard's hash tag (`{17}`), so one Lua script on one slot opens (lock, load,
@@ -178,6 +192,13 @@ export class RedisKeys {
     let hash = 0x811c9dc5;
     for (let i = 0; i < id.length; i++) hash = Math.imul(hash ^ id.charCodeAt(i), 0x01000193);
     return (hash >>> 0) % REDIS_SHARDS;
+  }
+
+  /** All of a session's keys, the id checked and hashed once. */
+  of(id: string): SessionKeys {
+    const shard = this.shardOf(this.checked(id));
+    const data = `${this.prefix}{${shard}}:${id}`;
+    return { data, lock: data + ':lock', waiting: data + ':waiting', releases: data + ':released', accessIndex: this.accessIndex(shard) };
   }
 
   /** The session's values (a hash). */
@@ -218,10 +239,20 @@ export class RedisKeys {
   }
 
   private tag(id: string): string {
+    return `${this.prefix}{${this.shardOf(this.checked(id))}}:${id}`;
+  }
+
+  private checked(id: string): string {
     // Defence in depth: the server validates ids, but here one becomes part of a key.
     if (!isValidSessionId(id)) throw new StoreError('invalid session id reached the redis store');
-    return `${this.prefix}{${this.shardOf(id)}}:${id}`;
+    return id;
   }
+}
+
+/** EVALSHA/EVAL with keys and arguments as arrays, which ioredis flattens (its typings want them spread). */
+interface ScriptCalls {
+  evalsha(sha: string, numKeys: number, keys: string[], args: Array<string | number>): Promise<unknown>;
+  eval(source: string, numKeys: number, keys: string[], args: Array<string | number>): Promise<unknown>;
 }
 
 /** A Lua script run by its SHA1, sent in full only when the server does not know it yet. */
@@ -232,13 +263,14 @@ export class LuaScript {
     this.sha = createHash('sha1').update(source).digest('hex');
   }
 
-  async run(client: RedisClient, keys: string[], args: Array<string | number>): Promise<unknown> {
-    try {
-      return await client.evalsha(this.sha, keys.length, ...keys, ...args);
-    } catch (error) {
+  run(client: RedisClient, keys: string[], args: Array<string | number>): Promise<unknown> {
+    batchWrites(client);
+    // The arrays as they are: ioredis flattens its arguments anyway (no spread copies here).
+    const scripts = client as unknown as ScriptCalls;
+    return scripts.evalsha(this.sha, keys.length, keys, args).catch((error: unknown) => {
       if (!isNoScript(error)) throw error;
-      return client.eval(this.source, keys.length, ...keys, ...args);
-    }
+      return scripts.eval(this.source, keys.length, keys, args);
+    });
   }
 
   /**
@@ -266,6 +298,30 @@ export class LuaScript {
       return once(false);
     }
   }
+}
+
+// Single-node connections whose writes are held back until the end of this event-loop turn.
+const corked = new Set<Writable>();
+
+/**
+ * Batches the commands sent to one Redis within one turn of the event loop into one socket
+ * write (what ioredis' auto-pipelining does, without a Pipeline object and its promises per
+ * command): the first command of the turn corks the connection, the check phase uncorks it.
+ * Many clients' requests read in one turn then cost Redis one read, and us one write.
+ * A Cluster is auto-pipelined by ioredis instead (per node).
+ */
+function batchWrites(client: RedisClient): void {
+  if (client instanceof Cluster || client.status !== 'ready') return;
+  const stream = client.stream;
+  if (corked.has(stream)) return;
+  stream.cork();
+  corked.add(stream);
+  if (corked.size === 1) setImmediate(uncorkAll);
+}
+
+function uncorkAll(): void {
+  for (const stream of corked) stream.uncork();
+  corked.clear();
 }
 
 function isNoScript(error: unknown): boolean {

@@ -114,7 +114,8 @@ export class RedisLocks extends LeaseLockManager {
   }
 
   protected async tryLock(sessionId: string, token: string): Promise<LockAttempt> {
-    const keys = [this.keys.lock(sessionId), this.keys.data(sessionId), this.keys.accessIndexOf(sessionId), this.keys.waiting(sessionId)];
+    const of = this.keys.of(sessionId);
+    const keys = [of.lock, of.data, of.accessIndex, of.waiting];
     const now = Date.now();
     const [taken, second] = (await this.guard.run(() => ACQUIRE.run(this.redis, keys, [token, this.leaseMs, now, this.sessionTtlMs, sessionId]))) as [number, (string[] | number)?];
     if (taken === 1) {
@@ -128,8 +129,8 @@ export class RedisLocks extends LeaseLockManager {
 
   protected async unlock(sessionId: string, token: string): Promise<void> {
     if (this.preloaded.get(sessionId)?.token === token) this.preloaded.delete(sessionId);
-    const keys = [this.keys.lock(sessionId), this.keys.waiting(sessionId)];
-    await this.guard.run(() => RELEASE.run(this.redis, keys, [token, this.keys.releases(sessionId)]));
+    const of = this.keys.of(sessionId);
+    await this.guard.run(() => RELEASE.run(this.redis, [of.lock, of.waiting], [token, of.releases]));
   }
 
   protected async renew(locks: ReadonlyMap<string, string>): Promise<string[]> {

@@ -204,7 +204,8 @@ export class RedisStore implements SessionStore {
     const preloaded = this.locks.takePreloaded(id);
     if (preloaded !== undefined) return Promise.resolve(preloaded === null ? undefined : toSessionData(preloaded));
     return this.guard.run(async () => {
-      const fields = (await LOAD.run(this.client, [this.keys.accessIndexOf(id), this.keys.data(id)], [Date.now(), this.ttlMs, id])) as string[] | null;
+      const of = this.keys.of(id);
+      const fields = (await LOAD.run(this.client, [of.accessIndex, of.data], [Date.now(), this.ttlMs, id])) as string[] | null;
       return fields ? toSessionData(fields) : undefined;
     });
   }
@@ -214,7 +215,8 @@ export class RedisStore implements SessionStore {
       this.locks.dropPreloaded(id);
       const args: Array<string | number> = [this.locks.tokenOf(id) ?? '', Date.now(), this.ttlMs, id];
       for (const [key, value] of data) args.push(VALUE_MARK + key, value);
-      const written = await this.write(SAVE, [this.keys.accessIndexOf(id), this.keys.data(id), this.keys.lock(id)], args);
+      const of = this.keys.of(id);
+      const written = await this.write(SAVE, [of.accessIndex, of.data, of.lock], args);
       if (written !== 1) throw new StoreError(LOCK_LOST);
     });
   }
@@ -235,10 +237,10 @@ export class RedisStore implements SessionStore {
     try {
       const written = await this.guard.run(async () => {
         this.locks.dropPreloaded(id);
-        const args: Array<string | number> = [token, Date.now(), this.ttlMs, id, this.keys.releases(id)];
+        const of = this.keys.of(id);
+        const args: Array<string | number> = [token, Date.now(), this.ttlMs, id, of.releases];
         for (const [key, value] of data) args.push(VALUE_MARK + key, value);
-        const keys = [this.keys.accessIndexOf(id), this.keys.data(id), this.keys.lock(id), this.keys.waiting(id)];
-        return this.write(SAVE_AND_RELEASE, keys, args);
+        return this.write(SAVE_AND_RELEASE, [of.accessIndex, of.data, of.lock, of.waiting], args);
       });
       settled = true;
       if (written !== 1) throw new StoreError(LOCK_LOST);
