@@ -25,6 +25,11 @@ function reporting<T extends object>(target: T, onFailure: (error: Error) => voi
   const report = (error: unknown): void => {
     if (isStorageFailure(error)) onFailure(error instanceof Error ? error : new Error(String(error)));
   };
+  // One handler for every call's promise (none made per call).
+  const reportAndRethrow = (error: unknown): never => {
+    report(error);
+    throw error;
+  };
   const wrappers = new Map<PropertyKey, { method: Function; wrapper: Function }>();
   let locks: object | undefined;
   return new Proxy(target, {
@@ -46,12 +51,7 @@ function reporting<T extends object>(target: T, onFailure: (error: Error) => voi
           report(error);
           throw error;
         }
-        if (result instanceof Promise) {
-          return result.catch((error: unknown) => {
-            report(error);
-            throw error;
-          });
-        }
+        if (result instanceof Promise) return result.catch(reportAndRethrow);
         return result;
       };
       wrappers.set(property, { method, wrapper });

@@ -60,8 +60,6 @@ export abstract class LeaseLockManager implements LockManager {
   private readonly queues = new Map<string, WaitQueue>();
   private readonly abandoned = new Map<string, AbandonedLock[]>();
   private abandonedPrunedAt = 0;
-  /** Per granted lock: hands its release over to a store operation (takeRelease). */
-  private readonly releaseTakers = new WeakMap<SessionLock, () => string | undefined>();
   private renewTimer: NodeJS.Timeout | null = null;
   private renewing = false;
   private closed = false;
@@ -213,27 +211,28 @@ export abstract class LeaseLockManager implements LockManager {
   private grant(sessionId: string, token: string): SessionLock {
     this.held.set(sessionId, { token, lost: false });
     this.startRenewing();
-    let released = false;
-    const lock: SessionLock = {
-      sessionId,
-      release: async () => {
-        if (released) return;
-        released = true;
-        if (this.held.get(sessionId)?.token === token) this.held.delete(sessionId);
-        if (this.closed) return;
-        // A failed release is not the client's problem: the lease frees the lock, or the
-        // next writer of this instance on the session deletes it (clearAbandoned).
-        await this.unlock(sessionId, token).catch(() => this.abandon(sessionId, token));
-        if (this.queues.has(sessionId)) void this.pump(sessionId);
-      },
-    };
-    this.releaseTakers.set(lock, () => {
-      if (released || this.closed) return undefined;
-      released = true;
-      if (this.held.get(sessionId)?.token === token) this.held.delete(sessionId);
-      return token;
-    });
-    return lock;
+    return new GrantedLock(this, sessionId, token);
+  }
+
+  /**
+   * Ends a granted lock once: released (`release` true), or handed over to a store operation
+   * (returns its token). Called by the lock's own `release()` and by takeRelease only.
+   */
+  endGranted(lock: GrantedLock, release: boolean): Promise<void> | string | undefined {
+    if (lock.ended || (!release && this.closed)) return undefined;
+    lock.ended = true;
+    const { sessionId, token } = lock;
+    if (this.held.get(sessionId)?.token === token) this.held.delete(sessionId);
+    if (!release) return token;
+    if (this.closed) return undefined;
+    return this.releaseNow(sessionId, token);
+  }
+
+  private async releaseNow(sessionId: string, token: string): Promise<void> {
+    // A failed release is not the client's problem: the lease frees the lock, or the
+    // next writer of this instance on the session deletes it (clearAbandoned).
+    await this.unlock(sessionId, token).catch(() => this.abandon(sessionId, token));
+    if (this.queues.has(sessionId)) void this.pump(sessionId);
   }
 
   /**
@@ -243,7 +242,8 @@ export abstract class LeaseLockManager implements LockManager {
    * The caller must report the outcome with releaseHandedOver.
    */
   takeRelease(lock: SessionLock): string | undefined {
-    return this.releaseTakers.get(lock)?.();
+    if (!(lock instanceof GrantedLock) || lock.manager !== this) return undefined;
+    return this.endGranted(lock, false) as string | undefined;
   }
 
   /** Ends a release taken over: `settled` false when the store may still hold the lock (no answer). */
@@ -339,5 +339,20 @@ export abstract class LeaseLockManager implements LockManager {
     const held = [...this.held];
     this.held.clear();
     await Promise.all(held.map(([sessionId, lock]) => this.unlock(sessionId, lock.token).catch(() => {})));
+  }
+}
+
+/** A lock granted by a LeaseLockManager: released once, by its holder or by a store operation (takeRelease). */
+class GrantedLock implements SessionLock {
+  ended = false;
+
+  constructor(
+    readonly manager: LeaseLockManager,
+    readonly sessionId: string,
+    readonly token: string,
+  ) {}
+
+  async release(): Promise<void> {
+    await this.manager.endGranted(this, true);
   }
 }
