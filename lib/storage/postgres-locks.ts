@@ -8,6 +8,18 @@ import type { PostgresNames } from './postgres-schema.js';
 const RECONNECT_MS = 1000;
 
 /**
+ * Runs a prepared statement (parsed and planned once per connection) on a pooled connection.
+ * Built as a Query from the text, then named: pg copies a config object's property descriptors
+ * on every query, which showed in the session cycle's profile; a string is taken as it is.
+ */
+export function queryPrepared<R extends pg.QueryResultRow>(pool: pg.Pool, name: string, text: string, values: unknown[]): Promise<pg.QueryResult<R>> {
+  const query = new pg.Query<R>(text, values);
+  (query as { name?: string }).name = name;
+  // pg-pool answers every query, a Query object included, with a promise of its result.
+  return pool.query(query) as unknown as Promise<pg.QueryResult<R>>;
+}
+
+/**
  * What a release announces instead of the session id: any role that can connect to the
  * database may LISTEN on any channel, and a session id is a credential.
  */
@@ -102,7 +114,7 @@ export class PostgresLocks extends LeaseLockManager {
 
   /** One round trip on the pool, bounded like every storage operation; `name` makes it a prepared statement. */
   private query<R extends pg.QueryResultRow>(name: string, text: string, values: unknown[]): Promise<pg.QueryResult<R>> {
-    return this.guard.run(() => this.pool.query<R>({ name, text, values }));
+    return this.guard.run(() => queryPrepared<R>(this.pool, name, text, values));
   }
 
   protected async tryLock(sessionId: string, token: string): Promise<LockAttempt> {

@@ -6,7 +6,7 @@ import { isValidSessionId } from '../protocol/session-id.js';
 import type { SessionData, SessionExpiry, SessionStore } from './contract.js';
 import { StorageGuard, type StorageLogger } from './guard.js';
 import { checkLifetime } from './lifetime.js';
-import { PostgresLocks, releaseTag } from './postgres-locks.js';
+import { PostgresLocks, queryPrepared, releaseTag } from './postgres-locks.js';
 import { migrate, PostgresNames, slotOf } from './postgres-schema.js';
 
 export interface PostgresStoreOptions {
@@ -99,7 +99,7 @@ export class PostgresStore implements SessionStore {
 
   /** A prepared statement on a pooled connection: parsed and planned once per connection. */
   private query<R extends pg.QueryResultRow>(name: string, text: string, values: unknown[]): Promise<pg.QueryResult<R>> {
-    return this.pool.query<R>({ name, text, values });
+    return queryPrepared<R>(this.pool, name, text, values);
   }
 
   async load(id: string): Promise<SessionData | undefined> {
