@@ -1,4 +1,5 @@
 import test, { type ExecutionContext } from 'ava';
+import pLimit, { type LimitFunction } from 'p-limit';
 import { LockTable, LockTimeoutError, type LockManager, type SessionServerConfig, type SessionStore } from '../lib/index.js';
 import { LockWaitAbortedError } from '../lib/locks/errors.js';
 import { openStore, postgresConfig, redisConfig, sleep } from './fixtures/stores.js';
@@ -11,13 +12,21 @@ import { track, until, writersQueued } from './support/wait.js';
  * it shares. `sharesData`: two store instances made from one configuration see the same
  * sessions. `sharesLocks`: they also exclude each other's writers (the store brings `locks`).
  */
-const DRIVERS: Array<{ name: string; config: (t: ExecutionContext) => Promise<SessionServerConfig>; sharesData: boolean; sharesLocks: boolean }> = [
+interface Driver {
+  name: string;
+  config: (t: ExecutionContext) => Promise<SessionServerConfig>;
+  sharesData: boolean;
+  sharesLocks: boolean;
+  /** Bounds how many of this driver's tests run at once. */
+  slots?: LimitFunction;
+}
+const DRIVERS: Driver[] = [
   { name: 'memory', config: async () => ({ storage: 'memory' }), sharesData: false, sharesLocks: false },
   { name: 'filesystem', config: async (t) => ({ storage: 'filesystem', savePath: await tempDir(t) }), sharesData: true, sharesLocks: false },
   { name: 'redis', config: (t) => redisConfig(t), sharesData: true, sharesLocks: true },
-  // Small pools: this file runs some twenty PostgreSQL stores at once (each also has a LISTEN
-  // connection), beside other files, and the server allows 100 connections.
-  { name: 'postgres', config: async (t) => ({ ...(await postgresConfig(t)), postgresPoolSize: 2 }), sharesData: true, sharesLocks: true },
+  // PostgreSQL allows 100 connections for the whole machine, and each store holds a pool and a
+  // LISTEN connection: four tests at a time, small pools.
+  { name: 'postgres', config: async (t) => ({ ...(await postgresConfig(t)), postgresPoolSize: 2 }), sharesData: true, sharesLocks: true, slots: pLimit(4) },
 ];
 
 /** The writer locks the server would use with this store. */
@@ -33,8 +42,11 @@ const CLOCK_TICK_MS = 20;
 for (const driver of DRIVERS) {
   type Body = (t: ExecutionContext, store: SessionStore, config: SessionServerConfig) => Promise<void>;
   const run = (body: Body) => async (t: ExecutionContext) => {
-    const config = await driver.config(t);
-    await body(t, await openStore(t, config), config);
+    const test = async () => {
+      const config = await driver.config(t);
+      await body(t, await openStore(t, config), config);
+    };
+    await (driver.slots ? driver.slots(test) : test());
   };
   const storeTest = (title: string, body: Body) => test(`${driver.name}: ${title}`, run(body));
   /** A test of what only stores shared by many instances do; the others skip it, saying why. */
