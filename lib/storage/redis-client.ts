@@ -29,16 +29,17 @@ const CLUSTER_OPTIONS = {
 const MAX_RECONNECT_DELAY_MS = 1000;
 
 /**
- * Fail fast, recover alone. A command that gets no answer within `timeoutMs` fails, and so
- * does the connection that did not answer: it is dropped and opened anew (as redis-py does
- * on a socket timeout), which fails the commands still waiting on it. While no connection is
- * up, commands fail at once instead of queuing without bound, and commands in flight on a
- * connection that drops fail rather than being sent again later.
+ * Fail fast, recover alone. A connection that owes answers and gets no data for `timeoutMs`
+ * is dropped and opened anew (as redis-py does on a socket timeout), which fails the commands
+ * still waiting on it. The store's operations are bounded by its StorageGuard (the client
+ * reads `err Storage unavailable` after `timeoutMs`), so no command carries a timer of its own
+ * (ioredis' `commandTimeout`: a timer per command, and a `delete` that slows the command
+ * object). While no connection is up, commands fail at once instead of queuing without
+ * bound, and commands in flight on a connection that drops fail rather than being sent again.
  */
 function nodeOptions(timeoutMs: number): RedisOptions {
   const bound = timeoutMs > 0 ? timeoutMs : undefined;
   return {
-    commandTimeout: bound,
     socketTimeout: bound,
     connectTimeout: bound ?? 10_000,
     enableOfflineQueue: false,
@@ -48,7 +49,7 @@ function nodeOptions(timeoutMs: number): RedisOptions {
 }
 
 export interface RedisClientOptions {
-  /** Milliseconds a command may wait for its answer (`storageTimeout`); 0 waits forever. Default 1000. */
+  /** Milliseconds a connection that owes answers may stay silent before it is dropped (`storageTimeout`); 0 waits forever. Default 1000. */
   timeoutMs?: number;
 }
 
