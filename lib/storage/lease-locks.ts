@@ -1,9 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { ConfigError } from '../core/errors.js';
+import { ConfigError, StoreError } from '../core/errors.js';
 import { LockWaitAbortedError } from '../locks/errors.js';
 import type { LockManager, SessionLock } from '../locks/lock-table.js';
 import { WaiterQueue } from '../locks/waiter-queue.js';
 import { DEFAULTS } from '../config/defaults.js';
+
+/** A fenced write found the lock gone: another writer may have the session now. */
+export const LOCK_LOST = 'not written: the writer lock on this session was lost (its lease ran out)';
 
 /** How long a writer lock lives without renewal unless configured (`lockLease`). */
 export const DEFAULT_LOCK_LEASE_MS: number = DEFAULTS.lockLease;
@@ -244,6 +247,32 @@ export abstract class LeaseLockManager implements LockManager {
   takeRelease(lock: SessionLock): string | undefined {
     if (!(lock instanceof GrantedLock) || lock.manager !== this) return undefined;
     return this.endGranted(lock, false) as string | undefined;
+  }
+
+  /**
+   * `close` for a store that writes and releases in one round trip: `writeAndRelease(token)`
+   * resolves true when it wrote (the lock was still ours). A lock that is not live any more
+   * takes the plain way (`save`, then `release`), which fails as it should. A write that got
+   * no answer leaves the lock to its lease.
+   */
+  async saveAndRelease(sessionId: string, lock: SessionLock, save: () => Promise<void>, writeAndRelease: (token: string) => Promise<boolean>): Promise<void> {
+    const token = this.takeRelease(lock);
+    if (token === undefined) {
+      try {
+        await save();
+      } finally {
+        await lock.release();
+      }
+      return;
+    }
+    let settled = false;
+    try {
+      const written = await writeAndRelease(token);
+      settled = true;
+      if (!written) throw new StoreError(LOCK_LOST);
+    } finally {
+      this.releaseHandedOver(sessionId, token, settled);
+    }
   }
 
   /** Ends a release taken over: `settled` false when the store may still hold the lock (no answer). */

@@ -8,6 +8,7 @@ import { StorageGuard, type StorageLogger } from './guard.js';
 import { checkLifetime } from './lifetime.js';
 import { PostgresLocks, queryPrepared, releaseTag } from './postgres-locks.js';
 import { migrate, PostgresNames, slotOf } from './postgres-schema.js';
+import { LOCK_LOST } from './lease-locks.js';
 
 export interface PostgresStoreOptions {
   /** `postgres://user:password@host:port/database?…`; omitted, pg reads the PG* variables (PGHOST, …). */
@@ -25,7 +26,6 @@ export interface PostgresStoreOptions {
 }
 
 const COLLECT_BATCH = 500;
-const LOCK_LOST = 'not written: the writer lock on this session was lost (its lease ran out)';
 // A session past its own lifetime is gone for every reader, before any sweep deletes its row.
 const ALIVE = `(lifetime IS NULL OR last_access > now() - lifetime * interval '1 second')`;
 // What every recorded access sets (see access_slot in postgres-schema.ts).
@@ -140,19 +140,8 @@ export class PostgresStore implements SessionStore {
    * nothing. NOTIFY (sent at commit) only when a waiter marked the lock contended.
    */
   async saveAndRelease(id: string, data: SessionData, lock: SessionLock): Promise<void> {
-    const token = this.locks.takeRelease(lock);
-    if (token === undefined) {
-      // Not a live lock of ours (released already): the plain way, which fails as it should.
-      try {
-        await this.save(id, data);
-      } finally {
-        await lock.release();
-      }
-      return;
-    }
-    let settled = false;
-    try {
-      const saved = await this.guard.run(async () => {
+    await this.locks.saveAndRelease(id, lock, () => this.save(id, data), (token) =>
+      this.guard.run(async () => {
         this.locks.forgetLoaded(checked(id));
         const { rows } = await this.query<{ saved: number }>(
           'sessionserver_save_and_release',
@@ -167,14 +156,9 @@ export class PostgresStore implements SessionStore {
            SELECT (SELECT count(*) FROM saved)::integer AS saved, (SELECT count(*) FROM notified) AS notified`,
           [id, JSON.stringify(Object.fromEntries(data)), token, this.names.releaseChannel, releaseTag(id)],
         );
-        return rows[0]!.saved;
-      });
-      settled = true;
-      if (saved !== 1) throw new StoreError(LOCK_LOST);
-    } finally {
-      // Unsettled (no answer in time): the lock may be held still; its lease ends it.
-      this.locks.releaseHandedOver(id, token, settled);
-    }
+        return rows[0]!.saved === 1;
+      }),
+    );
   }
 
   destroy(id: string): Promise<boolean> {

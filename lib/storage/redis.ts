@@ -7,6 +7,7 @@ import { checkLifetime } from './lifetime.js';
 import type { SessionLock } from '../locks/lock-table.js';
 import { connectRedis, createRedisClient, DEFAULT_REDIS_URL, isRedisUnavailable, LuaScript, REDIS_LAYOUT_VERSION, REDIS_SHARDS, RedisKeys, type RedisClient } from './redis-client.js';
 import { ACCESS_FIELD, EXPIRE_LUA, LIFETIME_FIELD, RedisLocks } from './redis-locks.js';
+import { LOCK_LOST } from './lease-locks.js';
 
 export interface RedisStoreOptions {
   /** `redis://`, `rediss://`, `redis+sentinel://` or `redis+cluster://` URL (see createRedisClient). */
@@ -33,7 +34,6 @@ const VALUE_MARK = '=';
 // The token of the writer whose close wrote the session: a close sent again finds its own write.
 const WRITER_FIELD = '@writer';
 const COLLECT_BATCH = 500;
-const LOCK_LOST = 'not written: the writer lock on this session was lost (its lease ran out)';
 
 // Every script's KEYS start with the shard's index and the session's hash (KEYS[2], as EXPIRE_LUA expects).
 
@@ -223,31 +223,16 @@ export class RedisStore implements SessionStore {
 
   /** `close`: the fenced write and the release of the writer lock in one round trip. */
   async saveAndRelease(id: string, data: SessionData, lock: SessionLock): Promise<void> {
-    const token = this.locks.takeRelease(lock);
-    if (token === undefined) {
-      // Not a live lock of ours (released already): the plain way, which fails as it should.
-      try {
-        await this.save(id, data);
-      } finally {
-        await lock.release();
-      }
-      return;
-    }
-    let settled = false;
-    try {
-      const written = await this.guard.run(async () => {
+    await this.locks.saveAndRelease(id, lock, () => this.save(id, data), (token) =>
+      this.guard.run(async () => {
         this.locks.dropPreloaded(id);
         const of = this.keys.of(id);
         const args: Array<string | number> = [token, Date.now(), this.ttlMs, id, of.releases];
         for (const [key, value] of data) args.push(VALUE_MARK + key, value);
-        return this.write(SAVE_AND_RELEASE, [of.accessIndex, of.data, of.lock, of.waiting], args);
-      });
-      settled = true;
-      if (written !== 1) throw new StoreError(LOCK_LOST);
-    } finally {
-      // Unsettled (no answer, or replicas missing): the lock may be held still; its lease ends it.
-      this.locks.releaseHandedOver(id, token, settled);
-    }
+        // Unanswered (or replicas missing): the lock may be held still; its lease ends it.
+        return (await this.write(SAVE_AND_RELEASE, [of.accessIndex, of.data, of.lock, of.waiting], args)) === 1;
+      }),
+    );
   }
 
   /**
