@@ -2,11 +2,12 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
+import type { ConnectionOptions } from 'node:tls';
 import test, { type ExecutionContext } from 'ava';
 import { SessionServer, type SessionServerConfig } from '../lib/index.js';
 import { TestCa } from './fixtures/test-ca.js';
 import { captureLogger } from './support/log-capture.js';
+import { LineClient } from './support/line-client.js';
 import { startServer, tempDir } from './support/server.js';
 import { until } from './support/wait.js';
 
@@ -19,51 +20,6 @@ const TOKEN = 'cert-test-token-41c9e2';
 const REQUIRED = 'err Authentication required';
 const READ_ONLY = 'err Read-only user';
 const NOT_ALLOWED = 'err Command not allowed';
-
-/** A line client over TLS, presenting a client certificate when given one. */
-class TlsLines {
-  private buffer = '';
-  private readonly lines: Array<string | null> = [];
-  private readonly waiting: Array<(line: string | null) => void> = [];
-
-  private constructor(readonly socket: TLSSocket) {
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => {
-      this.buffer += chunk;
-      let end: number;
-      while ((end = this.buffer.indexOf('\r\n')) !== -1) {
-        this.push(this.buffer.slice(0, end));
-        this.buffer = this.buffer.slice(end + 2);
-      }
-    });
-    socket.on('error', () => {});
-    socket.once('close', () => this.push(null));
-  }
-
-  static connect(t: ExecutionContext, port: number, options: ConnectionOptions): Promise<TlsLines> {
-    return new Promise((resolve, reject) => {
-      const socket = tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', ...options }, () => resolve(new TlsLines(socket)));
-      socket.once('error', reject);
-      t.teardown(() => void socket.destroy());
-    });
-  }
-
-  private push(line: string | null): void {
-    const waiter = this.waiting.shift();
-    if (waiter) waiter(line);
-    else this.lines.push(line);
-  }
-
-  read(): Promise<string | null> {
-    if (this.lines.length) return Promise.resolve(this.lines.shift()!);
-    return new Promise((resolve) => this.waiting.push(resolve));
-  }
-
-  request(line: string): Promise<string | null> {
-    this.socket.write(`${line}\n`);
-    return this.read();
-  }
-}
 
 /** One CA for the file: the server's certificate and client certificates by CN. */
 interface Pki {
@@ -118,7 +74,7 @@ async function startMutual(t: ExecutionContext, options: object = { tokens: [TOK
 test('a listed certificate CN runs commands from its first line, without auth, as cert:<CN>', async (t) => {
   const { client } = await sharedPki();
   const { port } = await startMutual(t);
-  const app = await TlsLines.connect(t, port, client('app-1'));
+  const app = await tlsLines(t, port, client('app-1'));
   t.is(await app.request('whoami'), 'ok cert:app-1', 'the first line already runs');
   const id = (await app.request('new'))!;
   t.regex(id, /^ok [0-9a-f]{32}$/);
@@ -136,12 +92,12 @@ test('a listed certificate CN runs commands from its first line, without auth, a
 test('a read-only CN may open r and read, and is refused writes', async (t) => {
   const { client } = await sharedPki();
   const { port } = await startMutual(t);
-  const app = await TlsLines.connect(t, port, client('app-1'));
+  const app = await tlsLines(t, port, client('app-1'));
   t.is(await app.request('open shared rw'), 'ok');
   t.is(await app.request('put colour blue'), 'ok');
   t.is(await app.request('close'), 'ok');
 
-  const reporter = await TlsLines.connect(t, port, client('reporter'));
+  const reporter = await tlsLines(t, port, client('reporter'));
   t.is(await reporter.request('whoami'), 'ok cert:reporter');
   t.is(await reporter.request('new'), READ_ONLY);
   t.is(await reporter.request('open shared rw'), READ_ONLY);
@@ -154,7 +110,7 @@ test('a read-only CN may open r and read, and is refused writes', async (t) => {
 test('a CN entry takes a user name and a command allow-list', async (t) => {
   const { client } = await sharedPki();
   const { port } = await startMutual(t);
-  const limited = await TlsLines.connect(t, port, client('limited'));
+  const limited = await tlsLines(t, port, client('limited'));
   t.is(await limited.request('whoami'), 'ok limited-job');
   t.is(await limited.request('new'), NOT_ALLOWED);
   t.is(await limited.request('ping'), 'ok pong');
@@ -163,7 +119,7 @@ test('a CN entry takes a user name and a command allow-list', async (t) => {
 test('an unlisted CN gets no login: Authentication required until it sends a valid token', async (t) => {
   const { client } = await sharedPki();
   const { port } = await startMutual(t, { tokens: [{ token: TOKEN, user: 'token-user' }], certificates: CERTIFICATES, failureDelayMs: 0 });
-  const stranger = await TlsLines.connect(t, port, client('stranger'));
+  const stranger = await tlsLines(t, port, client('stranger'));
   t.is(await stranger.request('whoami'), REQUIRED);
   t.is(await stranger.request('new'), REQUIRED);
   t.is(await stranger.request('ping'), 'ok pong', 'public commands still run');
@@ -177,7 +133,7 @@ test('an unlisted CN gets no login: Authentication required until it sends a val
 test('without the option a certificate logs nobody in, even under mutual TLS', async (t) => {
   const { client } = await sharedPki();
   const { port } = await startMutual(t, { tokens: [TOKEN] });
-  const app = await TlsLines.connect(t, port, client('app-1'));
+  const app = await tlsLines(t, port, client('app-1'));
   t.is(await app.request('whoami'), REQUIRED);
   t.is(await app.request(`auth ${TOKEN}`), 'ok');
   t.is(await app.request('whoami'), 'ok token#1');
@@ -186,9 +142,9 @@ test('without the option a certificate logs nobody in, even under mutual TLS', a
 test('certificates alone are a configuration: no token or user needed', async (t) => {
   const { client } = await sharedPki();
   const { port } = await startMutual(t, { certificates: { 'app-1': {} } });
-  const app = await TlsLines.connect(t, port, client('app-1'));
+  const app = await tlsLines(t, port, client('app-1'));
   t.is(await app.request('whoami'), 'ok cert:app-1');
-  const stranger = await TlsLines.connect(t, port, client('stranger'));
+  const stranger = await tlsLines(t, port, client('stranger'));
   t.is(await stranger.request('whoami'), REQUIRED);
 });
 
@@ -196,8 +152,8 @@ test('the connection is logged in before its first line: its user shows in the l
   const { client } = await sharedPki();
   const { logger, lines } = captureLogger();
   const { port } = await startMutual(t, undefined, { logger, plugins: ['logging', ['auth', { certificates: CERTIFICATES }]] });
-  const app = await TlsLines.connect(t, port, client('app-1'));
-  const stranger = await TlsLines.connect(t, port, client('stranger'));
+  const app = await tlsLines(t, port, client('app-1'));
+  const stranger = await tlsLines(t, port, client('stranger'));
   // Once both connections are known to the server, hang up without a line.
   await until(() => lines().filter((line) => line.msg === 'connected').length === 2, 'both clients connected');
   app.socket.end();
@@ -250,8 +206,8 @@ test('a reload keeps certificate logins, applies new grants and logs out a CN no
     writeFile(file, `import auth from ${JSON.stringify(AUTH_PLUGIN)};\nconst options = ${JSON.stringify(options)};\nexport default { name: 'auth', apply: (server, _options, ctx) => auth.apply(server, options, ctx) };\n`);
   await writeConfig({ tokens: [TOKEN], certificates: { 'app-1': {}, reporter: {} } });
   const { server, port } = await startMutual(t, undefined, { plugins: [file] });
-  const app = await TlsLines.connect(t, port, client('app-1'));
-  const reporter = await TlsLines.connect(t, port, client('reporter'));
+  const app = await tlsLines(t, port, client('app-1'));
+  const reporter = await tlsLines(t, port, client('reporter'));
   t.is(await app.request('whoami'), 'ok cert:app-1');
   t.is(await reporter.request('whoami'), 'ok cert:reporter');
 
@@ -266,3 +222,10 @@ test('a reload keeps certificate logins, applies new grants and logs out a CN no
   t.is(await app.request(`auth ${TOKEN}`), 'ok', 'and may still log in with a token');
   t.is(await app.request('whoami'), 'ok token#1');
 });
+
+/** A line client over TLS presenting `options`' certificate, closed when the test ends. */
+async function tlsLines(t: ExecutionContext, port: number, options: ConnectionOptions): Promise<LineClient> {
+  const client = await LineClient.connectTls(port, options);
+  t.teardown(() => client.close());
+  return client;
+}

@@ -3,7 +3,7 @@ import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
+import type { ConnectionOptions } from 'node:tls';
 import test, { type ExecutionContext } from 'ava';
 import { SessionClient } from '../lib/client/index.js';
 import { ConfigError } from '../lib/core/errors.js';
@@ -12,62 +12,9 @@ import { definePlugin } from '../lib/core/plugin-host.js';
 import { SessionServer, type SessionServerConfig } from '../lib/index.js';
 import { TestCa } from './fixtures/test-ca.js';
 import { startCli } from './support/cli-process.js';
+import { LineClient } from './support/line-client.js';
 import { startServer, tempDir } from './support/server.js';
 import { until } from './support/wait.js';
-
-/** A line client over TLS: the request lines go out once the handshake is done. */
-class TlsLines {
-  private buffer = '';
-  private readonly lines: Array<string | null> = [];
-  private readonly waiting: Array<(line: string | null) => void> = [];
-  /** Why the connection failed, if it did (a handshake refusal shows up here). */
-  error: Error | null = null;
-  readonly closed: Promise<void>;
-
-  private constructor(readonly socket: TLSSocket) {
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => {
-      this.buffer += chunk;
-      let end: number;
-      while ((end = this.buffer.indexOf('\r\n')) !== -1) {
-        this.push(this.buffer.slice(0, end));
-        this.buffer = this.buffer.slice(end + 2);
-      }
-    });
-    socket.on('error', (error) => (this.error ??= error));
-    this.closed = new Promise((resolve) =>
-      socket.once('close', () => {
-        this.push(null);
-        resolve();
-      }),
-    );
-  }
-
-  /** Resolves after the handshake as the client sees it (under TLS 1.3 the server may still refuse the client's certificate). */
-  static connect(port: number, options: ConnectionOptions): Promise<TlsLines> {
-    return new Promise((resolve, reject) => {
-      const socket = tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', ...options }, () => resolve(new TlsLines(socket)));
-      socket.once('error', reject);
-    });
-  }
-
-  private push(line: string | null): void {
-    const waiter = this.waiting.shift();
-    if (waiter) waiter(line);
-    else this.lines.push(line);
-  }
-
-  /** The next reply line, or null once the connection is closed. */
-  read(): Promise<string | null> {
-    if (this.lines.length) return Promise.resolve(this.lines.shift()!);
-    return new Promise((resolve) => this.waiting.push(resolve));
-  }
-
-  request(line: string): Promise<string | null> {
-    this.socket.write(`${line}\n`);
-    return this.read();
-  }
-}
 
 interface TlsSetup {
   dir: string;
@@ -93,7 +40,7 @@ const whoami = definePlugin({
 test('over TLS the protocol works as over TCP, for the Node client too', async (t) => {
   const { caPem, server: files } = await tlsSetup(t);
   const { port } = await startServer(t, { tls: files });
-  const lines = await TlsLines.connect(port, { ca: caPem });
+  const lines = await LineClient.connectTls(port, { ca: caPem });
   t.regex((await lines.request('new')) ?? '', /^ok [0-9a-f]{32}$/);
   t.is(await lines.request('put colour blue'), 'ok');
   t.is(await lines.request('get colour'), 'ok blue');
@@ -110,7 +57,7 @@ test('over TLS the protocol works as over TCP, for the Node client too', async (
 test('a TLS client that half-closes after its last line still gets every reply', async (t) => {
   const { caPem, server: files } = await tlsSetup(t);
   const { port } = await startServer(t, { tls: files });
-  const lines = await TlsLines.connect(port, { ca: caPem });
+  const lines = await LineClient.connectTls(port, { ca: caPem });
   lines.socket.end('new\nput colour blue\nget colour\n');
   t.regex((await lines.read()) ?? '', /^ok [0-9a-f]{32}$/);
   t.is(await lines.read(), 'ok');
@@ -132,7 +79,7 @@ test('a plaintext client on the TLS port runs no command and is disconnected; TL
   t.is(server.counters.connectionsTotal, 0, 'the plaintext client never became a connection');
   t.is(await server.store.count(), 0);
 
-  const lines = await TlsLines.connect(port, { ca: caPem });
+  const lines = await LineClient.connectTls(port, { ca: caPem });
   t.is(await lines.request('ping'), 'ok pong');
 });
 
@@ -143,8 +90,8 @@ test('mutual TLS: a client certificate signed by the CA is served and its CN rea
   const mallory = await strangerCa.clientCertificate('mallory');
   const { server, port } = await startServer(t, { tls: { ...files, ca: ca.cert }, plugins: [whoami] });
 
-  const withoutCertificate = await TlsLines.connect(port, { ca: caPem }).catch((error: Error) => error);
-  if (withoutCertificate instanceof TlsLines) {
+  const withoutCertificate = await LineClient.connectTls(port, { ca: caPem }).catch((error: Error) => error);
+  if (withoutCertificate instanceof LineClient) {
     // TLS 1.3: the client's handshake ends before the server checks it; the refusal arrives next.
     withoutCertificate.socket.write('new\nput pwned 1\n');
     t.is(await withoutCertificate.read(), null);
@@ -152,8 +99,8 @@ test('mutual TLS: a client certificate signed by the CA is served and its CN rea
   } else {
     t.regex(withoutCertificate.message, /certificate/i);
   }
-  const foreign = await TlsLines.connect(port, { ca: caPem, cert: await readFile(mallory.cert), key: await readFile(mallory.key) }).catch((error: Error) => error);
-  if (foreign instanceof TlsLines) {
+  const foreign = await LineClient.connectTls(port, { ca: caPem, cert: await readFile(mallory.cert), key: await readFile(mallory.key) }).catch((error: Error) => error);
+  if (foreign instanceof LineClient) {
     foreign.socket.write('new\nput pwned 1\n');
     t.is(await foreign.read(), null, 'closed without a reply');
   } else {
@@ -162,7 +109,7 @@ test('mutual TLS: a client certificate signed by the CA is served and its CN rea
   t.is(server.counters.commands, 0, 'no command of a refused client ran');
   t.is(server.counters.connectionsTotal, 0);
 
-  const lines = await TlsLines.connect(port, { ca: caPem, cert: await readFile(alice.cert), key: await readFile(alice.key) });
+  const lines = await LineClient.connectTls(port, { ca: caPem, cert: await readFile(alice.cert), key: await readFile(alice.key) });
   t.is(await lines.request('whoami'), 'ok alice');
   t.is(await lines.request('open shared rw'), 'ok');
   t.is(await lines.request('put by alice'), 'ok');
@@ -173,7 +120,7 @@ test('without mutual TLS no client certificate is asked for, so no CN is trusted
   const { ca, caPem, server: files } = await tlsSetup(t);
   const alice = await ca.clientCertificate('alice');
   const { port } = await startServer(t, { tls: files, plugins: [whoami] });
-  const lines = await TlsLines.connect(port, { ca: caPem, cert: await readFile(alice.cert), key: await readFile(alice.key) });
+  const lines = await LineClient.connectTls(port, { ca: caPem, cert: await readFile(alice.cert), key: await readFile(alice.key) });
   t.is(await lines.request('whoami'), 'ok nobody');
 });
 
@@ -183,7 +130,7 @@ test('reloadTls: new connections get the renewed certificate, established ones g
   await copyFile(first.cert, live.cert);
   await copyFile(first.key, live.key);
   const { server, port } = await startServer(t, { tls: live });
-  const before = await TlsLines.connect(port, { ca: caPem });
+  const before = await LineClient.connectTls(port, { ca: caPem });
   t.is(await before.request('ping'), 'ok pong');
 
   // The renewal comes from another CA, so which certificate a client got is plain to see.
@@ -193,15 +140,15 @@ test('reloadTls: new connections get the renewed certificate, established ones g
   await copyFile(renewed.key, live.key);
   await server.reloadTls();
 
-  const after = await TlsLines.connect(port, { ca: await renewalCa.pem() });
+  const after = await LineClient.connectTls(port, { ca: await renewalCa.pem() });
   t.is(await after.request('ping'), 'ok pong');
-  await t.throwsAsync(TlsLines.connect(port, { ca: caPem }), { message: /certificate/i }, 'the old certificate is no longer served');
+  await t.throwsAsync(LineClient.connectTls(port, { ca: caPem }), { message: /certificate/i }, 'the old certificate is no longer served');
   t.is(await before.request('ping'), 'ok pong', 'the established connection is untouched');
 
   await writeFile(live.key, 'not a key\n');
   const error = await t.throwsAsync(server.reloadTls(), { instanceOf: ConfigError });
   t.true(error!.message.includes(live.key));
-  const still = await TlsLines.connect(port, { ca: await renewalCa.pem() });
+  const still = await LineClient.connectTls(port, { ca: await renewalCa.pem() });
   t.is(await still.request('ping'), 'ok pong', 'the renewed certificate stays in service');
 });
 
@@ -211,7 +158,7 @@ test('sessionserver serve: SIGHUP reloads the certificate files; new connections
   await copyFile(first.cert, live.cert);
   await copyFile(first.key, live.key);
   const cli = await startCli(t, ['--storage', 'memory', '--tls-cert', live.cert, '--tls-key', live.key]);
-  const before = await TlsLines.connect(cli.port, { ca: caPem });
+  const before = await LineClient.connectTls(cli.port, { ca: caPem });
   t.is(await before.request('ping'), 'ok pong');
 
   const renewalCa = await TestCa.create(dir, 'renewal');
@@ -220,8 +167,8 @@ test('sessionserver serve: SIGHUP reloads the certificate files; new connections
   await copyFile(renewed.key, live.key);
   cli.child.kill('SIGHUP');
   const renewalPem = await renewalCa.pem();
-  await until(async () => (await TlsLines.connect(cli.port, { ca: renewalPem }).then((lines) => (lines.socket.destroy(), true), () => false)), 'the renewed certificate is served');
-  await t.throwsAsync(TlsLines.connect(cli.port, { ca: caPem }), { message: /certificate/i });
+  await until(async () => (await LineClient.connectTls(cli.port, { ca: renewalPem }).then((lines) => (lines.socket.destroy(), true), () => false)), 'the renewed certificate is served');
+  await t.throwsAsync(LineClient.connectTls(cli.port, { ca: caPem }), { message: /certificate/i });
   t.is(await before.request('ping'), 'ok pong', 'the established connection is untouched');
   before.socket.destroy();
 });
@@ -270,7 +217,7 @@ test('sessionserver serve with SESSIONSERVER_TLS_* variables serves mutual TLS',
     env: { SESSIONSERVER_TLS_CERT: files.cert, SESSIONSERVER_TLS_KEY: files.key, SESSIONSERVER_TLS_CA: ca.cert },
   });
   await t.throwsAsync(async () => {
-    const lines = await TlsLines.connect(cli.port, { ca: caPem });
+    const lines = await LineClient.connectTls(cli.port, { ca: caPem });
     // Under TLS 1.3 the refusal comes after the client's handshake: reading shows it.
     const reply = await lines.request('ping');
     if (reply === null) throw lines.error ?? new Error('closed');

@@ -1,4 +1,5 @@
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 
 /** A test client that speaks the protocol: send lines, await reply lines (CRLF-terminated). */
 export class LineClient {
@@ -6,6 +7,8 @@ export class LineClient {
   private readonly waiting: Array<(line: string | null) => void> = [];
   private readonly lines: Array<string | null> = [];
   closed = false;
+  /** Why the connection failed, if it did (under TLS, a refused handshake shows up here). */
+  error: Error | null = null;
 
   private constructor(readonly socket: Socket) {
     socket.setEncoding('utf8');
@@ -17,7 +20,7 @@ export class LineClient {
         this.buffer = this.buffer.slice(end + 2);
       }
     });
-    socket.on('error', () => {});
+    socket.on('error', (error) => (this.error ??= error));
     socket.on('close', () => {
       this.closed = true;
       this.push(null);
@@ -27,6 +30,17 @@ export class LineClient {
   static connect(port: number, host = '127.0.0.1'): Promise<LineClient> {
     return new Promise((resolve, reject) => {
       const socket = connect(port, host, () => resolve(new LineClient(socket)));
+      socket.once('error', reject);
+    });
+  }
+
+  /**
+   * Over TLS to a server on 127.0.0.1 whose certificate names `localhost`; resolves after the
+   * handshake as the client sees it (under TLS 1.3 the server may still refuse its certificate).
+   */
+  static connectTls(port: number, options: ConnectionOptions): Promise<LineClient> {
+    return new Promise((resolve, reject) => {
+      const socket = tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', ...options }, () => resolve(new LineClient(socket)));
       socket.once('error', reject);
     });
   }
