@@ -81,6 +81,17 @@ export class CommandFiles {
     return undefined;
   }
 
+  /** How many commands come from files now. */
+  get size(): number {
+    return this.byFile.size;
+  }
+
+  /** Loads every file of the folder again and removes the commands whose file is gone (SIGHUP). */
+  async reloadAll(): Promise<Error[]> {
+    for (const file of [...this.byFile.keys()]) if (!existsSync(file)) this.unload(file);
+    return this.loadAll();
+  }
+
   /** Unregisters the command a deleted file provided. */
   unload(path: string): void {
     const file = resolve(path);

@@ -1,6 +1,4 @@
-import { existsSync } from 'node:fs';
 import type { AddressInfo, Server, Socket } from 'node:net';
-import { sep } from 'node:path';
 import type { Logger } from 'pino';
 import { DEFAULTS } from '../config/defaults.js';
 import { isHttpRequestLine, isTrimmable, parseRequest, type Request } from '../protocol/request.js';
@@ -226,7 +224,7 @@ export class LineServer {
   /** What `reload()` refreshes, in order. A subclass adds steps: `[...super.reloadSteps(), step]`. */
   protected reloadSteps(): ReloadStep[] {
     return [
-      { name: 'commands', run: () => this.reloadCommandFiles() },
+      { name: 'commands', run: async () => (await this.commandFiles?.reloadAll()) ?? [] },
       { name: 'plugins', run: () => this.plugins.reloadAll() },
       { name: 'tls', run: () => this.reloadTls() },
     ];
@@ -243,25 +241,10 @@ export class LineServer {
         failures.push(err);
       }
     }
-    const outcome = { commands: this.commandFiles ? this.commands.list().filter((entry) => this.isCommandFileEntry(entry)).length : 0, plugins: this.plugins.names().length, failures: failures.length };
+    const outcome = { commands: this.commandFiles?.size ?? 0, plugins: this.plugins.names().length, failures: failures.length };
     if (failures.length > 0) this.log.warn(outcome, 'reload finished with failures; what failed keeps its previous version');
     else this.log.info(outcome, 'reloaded command files and plugins');
     return failures;
-  }
-
-  /** Loads every file of the commands folder again, and removes the commands whose file is gone. */
-  private async reloadCommandFiles(): Promise<Error[]> {
-    const files = this.commandFiles;
-    if (!files) return [];
-    for (const entry of this.commands.list()) {
-      if (this.isCommandFileEntry(entry) && !existsSync(entry.source)) files.unload(entry.source);
-    }
-    return files.loadAll();
-  }
-
-  private isCommandFileEntry(entry: CommandEntry): boolean {
-    const folder = this.commandFiles?.folder;
-    return folder !== undefined && entry.source.startsWith(folder + sep);
   }
 
   address(): AddressInfo | null {
