@@ -79,3 +79,19 @@ export async function stopWithin(child: ChildProcess, timeoutMs: number, ask: ()
   await exited;
   clearTimeout(timer);
 }
+
+/**
+ * Runs one bench part when its file is run directly (`node --import tsx bench/<part>.ts`):
+ * prints its table, cleans up its children, and exits non-zero on failure.
+ */
+export function runWhenMain(moduleUrl: string, what: string, run: (flags: { quick: boolean; cpuProfile: boolean }) => Promise<string>): void {
+  if (moduleUrl !== `file://${process.argv[1]}`) return;
+  killChildrenOnExit();
+  run({ quick: process.argv.includes('--quick') || process.env.BENCH_QUICK === '1', cpuProfile: process.argv.includes('--cpu-prof') })
+    .then((text) => console.log(`\n${text}`))
+    .catch((error: unknown) => {
+      console.error(`${what} bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+      process.exitCode = 1;
+    })
+    .finally(() => killAllChildren());
+}

@@ -10,11 +10,11 @@
  *   sweep that deletes nothing costs, as a server runs it every gcInterval.
  */
 import { mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadBuiltPackage } from './built-package.js';
-import { forkBenchScript, killAllChildren, killChildrenOnExit, nextMessage, stopWithin } from './children.js';
+import { forkBenchScript, nextMessage, runWhenMain, stopWithin } from './children.js';
+import { SerialLineClient } from './serial-line-client.js';
 import type { ServerReportMessage } from './messages.js';
 
 const HOST = '127.0.0.1';
@@ -29,46 +29,20 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** One client: `new`, `put`, `close`, one line in flight. */
 class NewPutCloseClient {
-  private buffered = '';
-  private waiting: ((line: string) => void) | null = null;
+  private constructor(private readonly lines: SerialLineClient) {}
 
-  private constructor(private readonly socket: Socket) {
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => {
-      this.buffered += chunk;
-      const lf = this.buffered.indexOf('\n');
-      if (lf === -1 || !this.waiting) return;
-      const line = this.buffered.slice(0, lf);
-      this.buffered = this.buffered.slice(lf + 1);
-      const wake = this.waiting;
-      this.waiting = null;
-      wake(line);
-    });
-  }
-
-  static connect(port: number): Promise<NewPutCloseClient> {
-    return new Promise((resolve, reject) => {
-      const socket = connect({ host: HOST, port, noDelay: true }, () => resolve(new NewPutCloseClient(socket)));
-      socket.once('error', reject);
-    });
-  }
-
-  private async request(line: string): Promise<string> {
-    const reply = new Promise<string>((resolve) => (this.waiting = resolve));
-    this.socket.write(line);
-    const text = await reply;
-    if (!text.startsWith('ok')) throw new Error(text);
-    return text;
+  static async connect(port: number): Promise<NewPutCloseClient> {
+    return new NewPutCloseClient(await SerialLineClient.connect(port, HOST));
   }
 
   async cycle(): Promise<void> {
-    await this.request('new\r\n');
-    await this.request(`put k ${VALUE}\r\n`);
-    await this.request('close\r\n');
+    await this.lines.request('new\r\n');
+    await this.lines.request(`put k ${VALUE}\r\n`);
+    await this.lines.request('close\r\n');
   }
 
   close(): void {
-    this.socket.destroy();
+    this.lines.close();
   }
 }
 
@@ -182,13 +156,4 @@ export async function runFilesystemBench(options: FilesystemBenchOptions): Promi
   ].join('\n');
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  killChildrenOnExit();
-  runFilesystemBench({ quick: process.argv.includes('--quick') || process.env.BENCH_QUICK === '1' })
-    .then((text) => console.log(`\n${text}`))
-    .catch((error: unknown) => {
-      console.error(`filesystem bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
-      process.exitCode = 1;
-    })
-    .finally(() => killAllChildren());
-}
+runWhenMain(import.meta.url, 'filesystem', ({ quick }) => runFilesystemBench({ quick }));

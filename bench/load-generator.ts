@@ -3,6 +3,7 @@ import { connect, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { LineReplyParser, RespReplyParser, type ReplyParser } from './reply-parsers.js';
 import { buildWorkload, type Dialect, type Workload } from './workload.js';
+import { CLOCK_TICKS_PER_SECOND, processCpuMs } from './serial-line-client.js';
 
 /**
  * A closed-loop load generator: `connections` sockets each keep exactly `depth`
@@ -167,20 +168,6 @@ function openSocket(host: string, port: number): Promise<Socket> {
     });
     socket.once('error', reject);
   });
-}
-
-const CLOCK_TICKS_PER_SECOND = 100;
-
-/** CPU time (user + system) a process has used, in ms, from /proc/<pid>/stat; null if unreadable. */
-function processCpuMs(pid: number): number | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the parenthesized command name; utime and stime are fields 14 and 15.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
-  } catch {
-    return null;
-  }
 }
 
 /** CPU time the whole machine has spent busy (all cores, idle and iowait excluded), in ms, from /proc/stat. */

@@ -11,16 +11,16 @@
  * The clients (line or direct) run in this process, the servers in their own: on a 2-core
  * machine the server, the database and the clients share the CPU, as the issue's goals assume.
  */
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { forkBenchScript, killAllChildren, killChildrenOnExit, nextMessage, stopWithin } from './children.js';
+import { forkBenchScript, nextMessage, runWhenMain, stopWithin } from './children.js';
 import { createDirectTable, DirectPostgresClient } from './direct-postgres.js';
 import { DirectRedisClient } from './direct-redis.js';
 import type { ServerReportMessage } from './messages.js';
 import { formatProfileSummary } from './profile-summary.js';
+import { processCpuMs, SerialLineClient } from './serial-line-client.js';
 import { POSTGRES_URL, postgresAdmin, postgresReachable } from './storage.js';
 import { PROFILE_DIR, redisServerInstalled, startRedisServer } from './targets.js';
 
@@ -58,63 +58,24 @@ interface Row {
 
 /** A sessionserver client: one line out, one reply back, four per cycle. */
 class LineCycleClient implements CycleClient {
-  private buffered = '';
-  private waiting: ((line: string) => void) | null = null;
-
   private constructor(
-    private readonly socket: Socket,
+    private readonly lines: SerialLineClient,
     private readonly id: string,
-  ) {
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => {
-      this.buffered += chunk;
-      const lf = this.buffered.indexOf('\n');
-      if (lf === -1 || !this.waiting) return;
-      const line = this.buffered.slice(0, lf);
-      this.buffered = this.buffered.slice(lf + 1);
-      const wake = this.waiting;
-      this.waiting = null;
-      wake(line);
-    });
-  }
+  ) {}
 
-  static connect(port: number, id: string): Promise<LineCycleClient> {
-    return new Promise((resolve, reject) => {
-      const socket = connect({ host: HOST, port, noDelay: true }, () => resolve(new LineCycleClient(socket, id)));
-      socket.once('error', reject);
-    });
-  }
-
-  private async request(line: string): Promise<string> {
-    const reply = new Promise<string>((resolve) => (this.waiting = resolve));
-    this.socket.write(line);
-    const text = await reply;
-    if (text.startsWith('err')) throw new Error(text);
-    return text;
+  static async connect(port: number, id: string): Promise<LineCycleClient> {
+    return new LineCycleClient(await SerialLineClient.connect(port, HOST), id);
   }
 
   async cycle(): Promise<void> {
-    await this.request(`open ${this.id} rw\r\n`);
-    await this.request(`put k ${VALUE}\r\n`);
-    await this.request('get k\r\n');
-    await this.request('close\r\n');
+    await this.lines.request(`open ${this.id} rw\r\n`);
+    await this.lines.request(`put k ${VALUE}\r\n`);
+    await this.lines.request('get k\r\n');
+    await this.lines.request('close\r\n');
   }
 
   async close(): Promise<void> {
-    this.socket.destroy();
-  }
-}
-
-const CLOCK_TICKS_PER_SECOND = 100;
-
-/** CPU time (user + system) of a process in ms, from /proc/<pid>/stat; null when unreadable. */
-function processCpuMs(pid: number): number | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
-  } catch {
-    return null;
+    this.lines.close();
   }
 }
 
@@ -339,13 +300,4 @@ function report(rows: Row[], notes: string[]): string {
   ].join('\n');
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  killChildrenOnExit();
-  runSessionCycleBench({ quick: process.argv.includes('--quick') || process.env.BENCH_QUICK === '1', cpuProfile: process.argv.includes('--cpu-prof') })
-    .then((text) => console.log(`\n${text}`))
-    .catch((error: unknown) => {
-      console.error(`session cycle bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
-      process.exitCode = 1;
-    })
-    .finally(() => killAllChildren());
-}
+runWhenMain(import.meta.url, 'session cycle', ({ quick, cpuProfile }) => runSessionCycleBench({ quick, cpuProfile }));

@@ -18,7 +18,7 @@ import { existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import pg from 'pg';
-import { forkBenchScript, killAllChildren, killChildrenOnExit, nextMessage, REPO_ROOT, stopWithin } from './children.js';
+import { forkBenchScript, nextMessage, REPO_ROOT, runWhenMain, stopWithin } from './children.js';
 import type { ServerReportMessage } from './messages.js';
 import { LineReplyParser, RespReplyParser, type ReplyParser } from './reply-parsers.js';
 import { redisServerInstalled, startRedisServer } from './targets.js';
@@ -276,13 +276,4 @@ function report(results: Map<string, Map<TargetKind, LoopResult>>, notes: string
   ].join('\n');
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  killChildrenOnExit();
-  runStorageBench({ quick: process.argv.includes('--quick') || process.env.BENCH_QUICK === '1' })
-    .then((text) => console.log(`\n${text}`))
-    .catch((error: unknown) => {
-      console.error(`storage bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
-      process.exitCode = 1;
-    })
-    .finally(() => killAllChildren());
-}
+runWhenMain(import.meta.url, 'storage', ({ quick }) => runStorageBench({ quick }));
