@@ -2,7 +2,8 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import test, { type ExecutionContext } from 'ava';
 import { encodeSessionValues, SessionClient, type SessionServerStore } from '../lib/index.js';
-import { call, cookieFor, get, startExpressApp, waitFor } from './support/express-app.js';
+import { call, cookieFor, get, startExpressApp } from './support/express-app.js';
+import { until } from './support/wait.js';
 import { startServer } from './support/server.js';
 
 /**
@@ -97,7 +98,7 @@ for (const locking of MODES) {
 
     // Read it (store.get, as an admin page or a websocket handshake would) until it is gone.
     const seen = new Set<string>();
-    await waitFor(async () => {
+    await until(async () => {
       const session = await storeGet(store, sid);
       if (session === null) return true;
       seen.add(String(session.cookie.expires));
@@ -128,7 +129,7 @@ for (const locking of MODES) {
     await client.close();
 
     // Once the old expiry has passed, the touched session is still there.
-    await waitFor(async () => Date.now() > soon + 100, 'the old expiry to pass');
+    await until(async () => Date.now() > soon + 100, 'the old expiry to pass');
     t.like(await storeGet(store, 'touched-session-1'), { user: 'dora' });
     t.is((await get(`${url}/whoami`, cookieFor('touched-session-1'))).body.session.user.value, 'dora');
   });
@@ -272,7 +273,7 @@ test('locking: store.get and store.load outside a request take no hold that bloc
 
   t.like(await storeGet(store, sid), { user: 'ivy' });
   // No request made it req.session: the store lets the lock go at once, not after holdTimeout.
-  await waitFor(async () => (await client.stats()).sessions_held === '0', 'the outside read to let go');
+  await until(async () => (await client.stats()).sessions_held === '0', 'the outside read to let go');
   const next = await get(`${url}/whoami`, login.cookie);
   t.is(next.status, 200);
   t.is(next.body.session.user.value, 'ivy');

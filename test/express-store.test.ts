@@ -1,8 +1,8 @@
-import type { AddressInfo } from 'node:net';
 import test, { type ExecutionContext } from 'ava';
 import express from 'express';
 import session from 'express-session';
 import { SessionClient, SessionServerStore, type SessionServerStoreOptions } from '../lib/index.js';
+import { serveApp } from './support/express-app.js';
 import { startServer } from './support/server.js';
 import { track, until, writersQueued } from './support/wait.js';
 
@@ -67,14 +67,7 @@ async function startApp(
   app.get('/logout', (req, res, next) => {
     req.session.destroy((error) => (error ? next(error) : res.send('bye')));
   });
-  const server = app.listen(0, '127.0.0.1');
-  await new Promise((resolve) => server.once('listening', resolve));
-  t.teardown(async () => {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-    await store.close();
-  });
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, store };
+  return { url: await serveApp(t, app, store), store };
 }
 
 /** GET with an optional cookie; returns the body and the session cookie, if one was set. */

@@ -73,6 +73,11 @@ export async function startExpressApp(t: ExecutionContext, options: TestAppOptio
     values(req).user = 'changed, then reloaded';
     req.session.reload((error: unknown) => (error ? next(error) : res.json({ session: describe(values(req)) })));
   });
+  return { url: await serveApp(t, app, store), store };
+}
+
+/** Serves an express app on a free port until the test ends, then closes it and its store; resolves with its URL. */
+export async function serveApp(t: ExecutionContext, app: express.Express, store: { close(): Promise<void> }): Promise<string> {
   const server = app.listen(0, '127.0.0.1');
   await new Promise((resolve) => server.once('listening', resolve));
   t.teardown(async () => {
@@ -80,7 +85,7 @@ export async function startExpressApp(t: ExecutionContext, options: TestAppOptio
     await new Promise((resolve) => server.close(resolve));
     await store.close();
   });
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, store };
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
 /** Each own value of the session (the cookie aside) with its type: what crossed the store. */
@@ -118,13 +123,4 @@ export function cookieFor(sessionId: string): string {
 /** A Store method with a callback, as a promise. */
 export function call<T>(run: (done: (error?: unknown, value?: T) => void) => void): Promise<T> {
   return new Promise<T>((resolve, reject) => run((error, value) => (error ? reject(error) : resolve(value as T))));
-}
-
-/** Polls until `check` resolves true, or fails after `within` ms (a bound for a hung test, not a timing claim). */
-export async function waitFor(check: () => Promise<boolean>, what: string, within = 15_000): Promise<void> {
-  const deadline = Date.now() + within;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`still waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
