@@ -1,4 +1,3 @@
-import { createHook } from 'node:async_hooks';
 import { writeFile } from 'node:fs/promises';
 import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
@@ -8,6 +7,7 @@ import { hashPassword } from '../lib/index.js';
 import type { LineClient } from './support/line-client.js';
 import { startServer, tempDir } from './support/server.js';
 import { until } from './support/wait.js';
+import { countScryptJobs } from './support/scrypt-jobs.js';
 
 // The auth plugin against an attacker: principals per token, expiry as a write, failures per
 // address across connections, the same delay for right and wrong answers, bounded password
@@ -245,17 +245,11 @@ test.serial('names of Object.prototype are unknown users: a decoy scrypt each, n
   const alice = await hashPassword(PASSWORD);
   const { connect } = await startServer(t, { plugins: [['auth', { users: { alice: { password: alice } }, failureDelayMs: 0, maxFailures: 100 }]] });
   const c = await connect();
-  let scryptJobs = 0;
-  const hook = createHook({
-    init(_id, type) {
-      if (type === 'SCRYPTREQUEST') scryptJobs++;
-    },
-  }).enable();
-  t.teardown(() => hook.disable());
+  const scrypt = countScryptJobs(t);
   for (const name of ['__proto__', 'constructor', 'toString', 'hasOwnProperty']) {
-    const before = scryptJobs;
+    const before = scrypt.count;
     t.is(await c.request(`auth ${name} anything`), FAILED, name);
-    t.is(scryptJobs - before, 1, `${name}: one scrypt, like any unknown user`);
+    t.is(scrypt.count - before, 1, `${name}: one scrypt, like any unknown user`);
   }
   t.is(await c.request('new'), REQUIRED);
 });

@@ -1,4 +1,3 @@
-import { createHook } from 'node:async_hooks';
 import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import test from 'ava';
@@ -6,6 +5,7 @@ import { hashPassword, verifyPassword } from '../lib/index.js';
 import { BIN } from './support/cli-process.js';
 import { captureLogger } from './support/log-capture.js';
 import { startServer } from './support/server.js';
+import { countScryptJobs } from './support/scrypt-jobs.js';
 
 const TOKEN = 'tok-3f9a8b7c6d5e4f3a2b1c';
 const PASSWORD = 'correct horse battery staple';
@@ -110,17 +110,11 @@ test('repeated failures slow down, then close the connection', async (t) => {
 test.serial('an unknown user costs a full scrypt, like a known user with a wrong password', async (t) => {
   const { connect } = await startWithAuth(t, { failureDelayMs: 0, maxFailures: 100 });
   const c = await connect();
-  let scryptJobs = 0;
-  const hook = createHook({
-    init(_id, type) {
-      if (type === 'SCRYPTREQUEST') scryptJobs++;
-    },
-  }).enable();
-  t.teardown(() => hook.disable());
+  const scrypt = countScryptJobs(t);
   const jobsFor = async (line: string) => {
-    const before = scryptJobs;
+    const before = scrypt.count;
     t.is(await c.request(line), 'err Authentication failed', line);
-    return scryptJobs - before;
+    return scrypt.count - before;
   };
   // The decoy hash an unknown user is checked against is made like every user's (hashPassword,
   // the default cost); so equal counts mean equal work.
