@@ -189,11 +189,16 @@ export class PostgresLocks extends LeaseLockManager {
 
   protected async renew(locks: ReadonlyMap<string, string>): Promise<string[]> {
     const ids = [...locks.keys()];
+    // The rows are locked in id order (postgres-batches.ts): a renewal may still carry locks that
+    // a batch of closes is releasing, and the same order means no deadlock.
     const { rows } = await this.query<{ id: string }>(
       'sessionserver_renew',
-      `UPDATE ${this.names.locks} AS l SET expires_at = clock_timestamp() + $3 * interval '1 millisecond'
-       FROM unnest($1::text[], $2::text[]) AS held(id, owner)
-       WHERE l.id = held.id AND l.owner = held.owner
+      `WITH mine AS (
+         SELECT l.id FROM ${this.names.locks} l JOIN unnest($1::text[], $2::text[]) AS held(id, owner) ON l.id = held.id AND l.owner = held.owner
+         ORDER BY l.id FOR UPDATE OF l
+       )
+       UPDATE ${this.names.locks} AS l SET expires_at = clock_timestamp() + $3 * interval '1 millisecond'
+       FROM mine WHERE l.id = mine.id
        RETURNING l.id`,
       [ids, [...locks.values()], this.leaseMs],
     );

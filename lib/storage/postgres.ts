@@ -6,7 +6,8 @@ import { isValidSessionId } from '../protocol/session-id.js';
 import type { SessionData, SessionExpiry, SessionStore } from './contract.js';
 import { StorageGuard, type StorageLogger } from './guard.js';
 import { checkLifetime } from './lifetime.js';
-import { PostgresLocks, queryPrepared, releaseTag } from './postgres-locks.js';
+import { PostgresCloses } from './postgres-closes.js';
+import { PostgresLocks, queryPrepared } from './postgres-locks.js';
 import { migrate, PostgresNames, slotOf } from './postgres-schema.js';
 import { LOCK_LOST } from './lease-locks.js';
 
@@ -70,6 +71,8 @@ export class PostgresStore implements SessionStore {
   readonly pool: pg.Pool;
   /** Bounds every operation in time and reports outages. */
   readonly guard: StorageGuard;
+  /** `close`s, sent alone or together (group commit). */
+  readonly closes: PostgresCloses;
   private closed = false;
 
   constructor(options: PostgresStoreOptions = {}) {
@@ -83,6 +86,7 @@ export class PostgresStore implements SessionStore {
     // An idle pooled connection that breaks is discarded by the pool; the next query opens a new one.
     this.pool.on('error', () => {});
     this.locks = new PostgresLocks(this.pool, connection, this.names, options.lockLease, this.guard);
+    this.closes = new PostgresCloses(this.pool, this.names, this.guard);
   }
 
   async open(): Promise<void> {
@@ -134,31 +138,16 @@ export class PostgresStore implements SessionStore {
 
   /**
    * `close`: the fenced write and the release of the writer lock in one statement, so one
-   * durable commit and one round trip (instead of a save and a separate DELETE). The DELETE of
-   * the lock row by token is the fence: it locks that row until the commit, so a takeover waits
-   * for this write and then reads it; a lock already taken over deletes nothing and writes
-   * nothing. NOTIFY (sent at commit) only when a waiter marked the lock contended.
+   * durable commit and one round trip (instead of a save and a separate DELETE), shared with
+   * the other closes that queue up meanwhile (group commit: see PostgresCloses, which also says
+   * how the lock row's delete by token fences a takeover). A lock already taken over is
+   * neither released nor written, and the client is told.
    */
   async saveAndRelease(id: string, data: SessionData, lock: SessionLock): Promise<void> {
-    await this.locks.saveAndRelease(id, lock, () => this.save(id, data), (token) =>
-      this.guard.run(async () => {
-        this.locks.forgetLoaded(checked(id));
-        const { rows } = await this.query<{ saved: number }>(
-          'sessionserver_save_and_release',
-          `WITH gone AS (DELETE FROM ${this.names.locks} WHERE id = $1 AND owner = $3 RETURNING contended),
-           saved AS (
-             INSERT INTO ${this.names.sessions} (id, data, last_access, access_slot)
-             SELECT $1, $2, now(), ${slotOf('now()')} FROM gone
-             ON CONFLICT (id) DO UPDATE SET data = excluded.data, last_access = excluded.last_access, access_slot = excluded.access_slot
-             RETURNING 1
-           ),
-           notified AS (SELECT pg_notify($4, $5) FROM gone WHERE contended)
-           SELECT (SELECT count(*) FROM saved)::integer AS saved, (SELECT count(*) FROM notified) AS notified`,
-          [id, JSON.stringify(Object.fromEntries(data)), token, this.names.releaseChannel, releaseTag(id)],
-        );
-        return rows[0]!.saved === 1;
-      }),
-    );
+    await this.locks.saveAndRelease(id, lock, () => this.save(id, data), (token) => {
+      this.locks.forgetLoaded(checked(id));
+      return this.closes.saveAndRelease(id, JSON.stringify(Object.fromEntries(data)), token);
+    });
   }
 
   destroy(id: string): Promise<boolean> {
@@ -241,11 +230,13 @@ export class PostgresStore implements SessionStore {
       const idle = rows.map((row) => row.id).filter((id) => !isHeld(id));
       const deleted = new Set<string>();
       if (idle.length > 0) {
-        const { rows: gone } = await query<{ id: string }>(`DELETE FROM ${sessions} s WHERE ${expired} AND s.id = ANY($3::text[]) RETURNING s.id`, [
-          cutoff,
-          nowSeconds,
-          idle,
-        ]);
+        // A row some statement holds now is in use, not idle: skipped, so the sweep never waits
+        // for a batch of opens or closes (which hold several rows) and never deadlocks with one.
+        const { rows: gone } = await query<{ id: string }>(
+          `WITH doomed AS (SELECT s.id FROM ${sessions} s WHERE ${expired} AND s.id = ANY($3::text[]) FOR UPDATE OF s SKIP LOCKED)
+           DELETE FROM ${sessions} s USING doomed WHERE s.id = doomed.id RETURNING s.id`,
+          [cutoff, nowSeconds, idle],
+        );
         for (const { id } of gone) deleted.add(id);
         removed += gone.length;
       }
