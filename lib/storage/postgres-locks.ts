@@ -3,9 +3,20 @@ import pg from 'pg';
 import { StoreError } from '../core/errors.js';
 import type { StorageGuard } from './guard.js';
 import { LeaseLockManager, type LockAttempt } from './lease-locks.js';
+import { MAX_BATCH, STATEMENTS_IN_FLIGHT, StatementBatches } from './postgres-batches.js';
 import type { PostgresNames } from './postgres-schema.js';
 
 const RECONNECT_MS = 1000;
+
+interface Attempt {
+  id: string;
+  token: string;
+}
+interface AttemptRow {
+  taken: boolean;
+  retry_ms: string | null;
+  data: string | null;
+}
 
 /**
  * Runs a prepared statement (parsed and planned once per connection) on a pooled connection.
@@ -30,7 +41,8 @@ export function releaseTag(sessionId: string): string {
 /**
  * Writer locks as lease rows in PostgreSQL: a row (id, owner token, expires_at) per held
  * lock, taken by an upsert that only overwrites an expired row, in the same round trip that
- * reads the session (the server function lock_and_load; the store's load takes what it read).
+ * reads the session (the server function lock_and_load; the store's load takes what it read);
+ * attempts that queue up behind others in flight go together in one statement (opens).
  * A waiter marks the row `contended`; the release (compare-and-delete by token) sends NOTIFY
  * only then, so the common uncontended release costs one DELETE of an unlogged row and no
  * notification, and nobody waits for it (see unlock). Every instance LISTENs
@@ -48,6 +60,8 @@ export class PostgresLocks extends LeaseLockManager {
   private readonly loaded = new Map<string, { token: string; data: string | null }>();
   /** Releases on their way, per session. */
   private readonly unlocking = new Map<string, Promise<void>>();
+  /** Lock attempts (`open … rw`), sent alone or together. */
+  readonly opens: StatementBatches<Attempt, AttemptRow>;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -58,6 +72,12 @@ export class PostgresLocks extends LeaseLockManager {
     private readonly guard: StorageGuard,
   ) {
     super(leaseMs);
+    this.opens = new StatementBatches<Attempt, AttemptRow>({
+      send: (attempts) => this.lockAndLoad(attempts),
+      maxInFlight: STATEMENTS_IN_FLIGHT,
+      maxItems: MAX_BATCH,
+      guard,
+    });
   }
 
   /** Opens the LISTEN connection; resolves once release announcements flow. */
@@ -122,18 +142,51 @@ export class PostgresLocks extends LeaseLockManager {
     await this.unlocking.get(sessionId);
     // One round trip takes the lock and reads the session (or marks the lock contended and
     // says how long the holder's lease has left): see lock_and_load in postgres-schema.ts.
-    const { rows } = await this.query<{ taken: boolean; retry_ms: string | null; data: string | null }>(
-      'sessionserver_lock_and_load',
-      `SELECT taken, retry_ms, data FROM ${this.names.lockAndLoad}($1, $2, $3)`,
-      [sessionId, token, this.leaseMs],
-    );
-    const row = rows[0]!;
+    const row = await this.opens.run({ id: sessionId, token });
     if (row.taken) {
       this.loaded.set(sessionId, { token, data: row.data });
       return { acquired: true };
     }
     // No row to mark: it was released (or inserted by a transaction we could not see yet) just now.
     return { acquired: false, retryInMs: row.retry_ms === null ? 0 : Math.max(0, Number(row.retry_ms)) };
+  }
+
+  /**
+   * lock_and_load for attempts sent together (see StatementBatches): one statement calls it for
+   * each, over the ids sorted by the database (lock order: postgres-batches.ts). Each call's
+   * statements take snapshots of their own, so each reads its session after its lock as it
+   * would alone; the locks taken become visible together at the commit, which waits for no
+   * flush (lock rows are unlogged, access times are written without one). One alone takes the
+   * plain call, cheaper for PostgreSQL to run.
+   */
+  private async lockAndLoad(attempts: Attempt[]): Promise<AttemptRow[]> {
+    if (attempts.length === 1) {
+      const { id, token } = attempts[0]!;
+      const { rows } = await queryPrepared<AttemptRow>(
+        this.pool,
+        'sessionserver_lock_and_load',
+        `SELECT taken, retry_ms, data FROM ${this.names.lockAndLoad}($1, $2, $3)`,
+        [id, token, this.leaseMs],
+      );
+      return rows;
+    }
+    const ids: string[] = [];
+    const tokens: string[] = [];
+    for (const attempt of attempts) {
+      ids.push(attempt.id);
+      tokens.push(attempt.token);
+    }
+    const { rows } = await queryPrepared<AttemptRow & { n: string }>(
+      this.pool,
+      'sessionserver_lock_and_load_batch',
+      `SELECT o.n, r.taken, r.retry_ms, r.data
+       FROM (SELECT * FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS o(id, token, n) ORDER BY o.id) o
+       CROSS JOIN LATERAL ${this.names.lockAndLoad}(o.id, o.token, $3) r`,
+      [ids, tokens, this.leaseMs],
+    );
+    const results = new Array<AttemptRow>(attempts.length);
+    for (const row of rows) results[Number(row.n) - 1] = row;
+    return results;
   }
 
   /**
