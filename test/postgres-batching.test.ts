@@ -233,7 +233,7 @@ test('opens that queue up take their locks in one statement; each gets its own s
 test('two instances, short leases (renewals all the time), many writers on a few sessions: every cycle ok, no update lost', async (t) => {
   // Batches of opens and closes, lease renewals and releases that notify, all at once on both
   // instances: a deadlock or a lost update shows as an err reply or a wrong count.
-  const { a, b } = await twoInstances(t, { lockLease: 300 });
+  const { a, b } = await twoInstances(t, { lockLease: 500 });
   const sessions = ids('counter', 6);
   const rounds = 8;
   const clients = await Promise.all(Array.from({ length: 36 }, (_, i) => (i % 2 ? b : a).connect()));
