@@ -1,14 +1,12 @@
-import { randomBytes } from 'node:crypto';
-import { constants, type Stats } from 'node:fs';
-import { mkdir, readdir, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { mkdir, stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { DEFAULTS } from '../config/defaults.js';
 import { ConfigError, StoreError } from '../core/errors.js';
 import { isValidSessionId } from '../protocol/session-id.js';
 import type { SessionData, SessionExpiry, SessionStore } from './contract.js';
-import { closeFile, fstatFile, fsyncFile, futimesFile, lstatPath, openFile, readWholeFile, renamePath, unlinkPath, writeFile } from './file-calls.js';
+import type { FileAnswers, FileOp, RequestOf } from './file-requests.js';
+import { fileThreadFor, FileWorkerStopped } from './file-thread.js';
 import { SessionIndex } from './session-index.js';
-import { writeSessionJson } from './session-file-writer.js';
 import { isSystemError, StorageGuard, type StorageLogger } from './guard.js';
 import { checkLifetime } from './lifetime.js';
 
@@ -23,43 +21,29 @@ export interface FilesystemStoreOptions {
   log?: StorageLogger;
 }
 
-const FILE_PREFIX = 'sess_';
-const TEMP_SUFFIX = '.tmp';
-// Files stat'ed at once while the start's scan learns the folder.
-const SCAN_BATCH = 256;
-// A read moves the file's mtime only when it is older than this (or a tenth of a short own
-// lifetime): the index has the exact access, the mtime is for the next start.
-const MTIME_PRECISION_MS = 1000;
-// Never through a symbolic link (someone else's file), never blocking on a FIFO planted in the folder.
-const OPEN_SESSION_FILE = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
-// A fresh temp file: never an existing name, never through a symbolic link.
-const CREATE_TEMP_FILE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+// Reads `ids()` has in flight at once.
+const LIST_BATCH = 256;
 const WRITABLE_BY_GROUP = 0o020;
 const WRITABLE_BY_OTHERS = 0o002;
 const STICKY = 0o1000;
 
-/**
- * The file format. Version 1 (no own lifetime) is written exactly as before per-session
- * lifetimes existed; version 2 adds `lifetime` (seconds), so an older server refuses such a
- * file instead of silently ignoring its lifetime.
- */
-type SessionFile = { v: 1; data: Record<string, string> } | { v: 2; data: Record<string, string>; lifetime: number };
-
-interface DecodedFile {
-  data: SessionData;
+/** A session file as read: its values (unless not asked for), own lifetime and last access. */
+interface ReadFile {
+  data: SessionData | null;
   lifetime: number | null;
-}
-
-/** A session file as read: its values, own lifetime and last access. */
-interface ReadFile extends DecodedFile {
   lastAccess: number;
 }
-
 
 /**
  * One JSON file per session, like PHP's `files` handler; the file's mtime is the last access.
  * Writes go to a temp file renamed over the old one, so a killed process leaves either the
  * old or the new session, never a torn one.
+ *
+ * The disk is reached through a worker thread (file-thread.ts, file-worker.ts) that makes each
+ * operation's system calls synchronously: one message out and one back per operation (and one
+ * per batch when many clients are busy), instead of one thread-pool round trip per system call.
+ * The event loop never blocks on the disk; a hung disk holds the worker, and the guard answers
+ * `Storage unavailable` when storageTimeout passes.
  *
  * The folder must be this process's own: it is created 0700, a folder other users can write
  * to (without the sticky bit) is refused, session files are opened without following
@@ -82,7 +66,6 @@ export class FilesystemStore implements SessionStore {
   readonly savePath: string;
   /** Bounds every operation in time (a hung disk or network mount) and reports outages. */
   readonly guard: StorageGuard;
-  private readonly fsync: boolean;
   private readonly log: StorageLogger | undefined;
   /** Every stored session, its last access and own lifetime (once read). */
   private readonly index = new SessionIndex();
@@ -90,17 +73,21 @@ export class FilesystemStore implements SessionStore {
   filesOpened = 0;
   /** Session files a gc sweep looked at (stat'ed) since start: only those the index says are expired. */
   filesExamined = 0;
-  private readonly tempPrefix = randomBytes(4).toString('hex');
-  private temps = 0;
+  private readonly fsync: boolean;
   /** Per-session queue of writes, so `setLifetime`'s read-modify-write never interleaves with a save or destroy. */
   private readonly writes = new Map<string, Promise<unknown>>();
   private warnedAboutLinks = false;
 
   constructor(options: FilesystemStoreOptions) {
     this.savePath = resolve(options.savePath);
-    this.fsync = options.fsync ?? false;
     this.log = options.log;
-    this.guard = new StorageGuard({ storage: this.name, timeoutMs: options.timeout ?? DEFAULTS.storageTimeout, log: options.log, isUnavailable: isSystemError });
+    this.guard = new StorageGuard({
+      storage: this.name,
+      timeoutMs: options.timeout ?? DEFAULTS.storageTimeout,
+      log: options.log,
+      isUnavailable: (error) => isSystemError(error) || error instanceof FileWorkerStopped,
+    });
+    this.fsync = options.fsync ?? false;
   }
 
   async open(): Promise<void> {
@@ -128,95 +115,67 @@ export class FilesystemStore implements SessionStore {
     this.log?.warn({ storage: this.name, savePath: this.savePath }, 'save folder is writable by other users (sticky bit set): they can create session files; chmod 700 it');
   }
 
-  /**
-   * Learns the folder: every session file's id and mtime (its last access), without reading
-   * contents. Temp files of writes cut short by a crash go (no write of this process has
-   * started yet); links and other non-files named like sessions are not sessions.
-   */
+  /** Learns the folder: every session file's id and mtime (its last access), without reading contents; temp files of killed writes go. */
   private async scanFolder(): Promise<void> {
     const scannedAt = Date.now();
-    const names = await readdir(this.savePath);
-    const files: Array<[string, number]> = [];
-    for (let start = 0; start < names.length; start += SCAN_BATCH) {
-      await Promise.all(
-        names.slice(start, start + SCAN_BATCH).map(async (name) => {
-          if (!name.startsWith(FILE_PREFIX)) return;
-          const path = join(this.savePath, name);
-          if (name.endsWith(TEMP_SUFFIX)) return unlinkPath(path).catch(ignoreMissing);
-          const id = name.slice(FILE_PREFIX.length);
-          if (!isValidSessionId(id)) return;
-          let info: Stats;
-          try {
-            // lstat: a link's own type, never its target's.
-            info = await lstatPath(path);
-          } catch (error) {
-            return ignoreMissing(error);
-          }
-          if (info.isFile()) files.push([id, info.mtimeMs]);
-          else this.refusedLink();
-        }),
-      );
-    }
-    this.index.load(files, scannedAt);
+    const { ids, mtimes, notFiles } = await this.ask(null, { op: 'scan' }, Infinity);
+    if (notFiles > 0) this.refusedLink();
+    this.index.load(
+      ids.map((id, i) => [id, mtimes[i]!]),
+      scannedAt,
+    );
   }
 
-  private pathOf(id: string): string {
-    // Defence in depth: the server validates ids, but this is the line that touches the disk.
+  /** Defence in depth: the server validates ids, but this store is what touches the disk (the worker checks again). */
+  private checkId(id: string): void {
     if (!isValidSessionId(id)) throw new StoreError('invalid session id reached the filesystem store');
-    return join(this.savePath, FILE_PREFIX + id);
+  }
+
+  /** When the worker may skip a request made now: when the guard has told its client `err`. */
+  private deadline(): number {
+    return this.guard.timeoutMs > 0 ? Date.now() + this.guard.timeoutMs : Infinity;
+  }
+
+  /** One request to the file worker of session `id` (null: a request on the whole folder). */
+  private ask<K extends FileOp>(id: string | null, request: RequestOf<K>, deadline: number): Promise<FileAnswers[K]> {
+    return fileThreadFor(id).run(this.savePath, request, deadline);
   }
 
   load(id: string): Promise<SessionData | undefined> {
-    return this.guard.run(async () => (await this.read(id, this.pathOf(id), true))?.data);
+    return this.guard.run(async () => {
+      this.checkId(id);
+      return (await this.read(id, { mark: true, wantData: true }, this.deadline()))?.data ?? undefined;
+    });
   }
 
   save(id: string, data: SessionData): Promise<void> {
     return this.guard.run(async () => {
-      const path = this.pathOf(id);
+      this.checkId(id);
+      const deadline = this.deadline();
       await this.queueWrite(id, async () => {
         const lifetime = this.index.get(id)?.lifetime ?? null;
-        await this.write(path, data, lifetime);
+        await this.write(id, data, lifetime, deadline);
         this.index.record(id, lifetime);
       });
     });
   }
 
-  private async write(path: string, data: SessionData, lifetime: number | null): Promise<void> {
-    // Unique per write (O_EXCL refuses a name that exists all the same).
-    const temp = `${path}.${this.tempPrefix}${(++this.temps).toString(36)}${TEMP_SUFFIX}`;
-    const fd = await openFile(temp, CREATE_TEMP_FILE, 0o600);
-    let complete = false;
-    try {
-      // Entry by entry: a big session never becomes one giant string.
-      await writeSessionJson({ write: (buffer, offset, length) => writeFile(fd, buffer, offset, length) }, data, lifetime);
-      if (this.fsync) await fsyncFile(fd);
-      complete = true;
-    } finally {
-      await closeFile(fd);
-      // A write that failed half way leaves the old file in place and no temp file behind.
-      if (!complete) await unlinkPath(temp).catch(() => {});
-    }
-    try {
-      // rename replaces a symbolic link itself, never its target.
-      await renamePath(temp, path);
-    } catch (error) {
-      await unlinkPath(temp).catch(() => {});
-      throw error;
-    }
-    if (this.fsync) await this.syncFolder();
+  private async write(id: string, data: SessionData, lifetime: number | null, deadline: number): Promise<void> {
+    // A plain Map crosses to the worker as it is (structured clone); anything else map-like is copied into one.
+    const plain = data instanceof Map ? data : new Map(data);
+    await this.ask(id, { op: 'write', sid: id, data: plain, lifetime, fsync: this.fsync }, deadline);
   }
 
   destroy(id: string): Promise<boolean> {
     return this.guard.run(async () => {
-      const path = this.pathOf(id);
+      this.checkId(id);
+      const deadline = this.deadline();
       return this.queueWrite(id, async () => {
         const stored = this.index.get(id);
         this.index.delete(id);
         try {
-          await unlinkPath(path);
-          return true;
+          return await this.ask(id, { op: 'unlink', sid: id }, deadline);
         } catch (error) {
-          if (isMissing(error)) return false;
           if (stored) this.index.record(id, stored.lifetime ?? null, stored.lastAccess);
           throw error;
         }
@@ -226,35 +185,41 @@ export class FilesystemStore implements SessionStore {
 
   touch(id: string): Promise<boolean> {
     return this.guard.run(async () => {
-      const path = this.pathOf(id);
+      this.checkId(id);
+      const deadline = this.deadline();
       const entry = this.index.get(id);
       // Not known with its own lifetime (not read since start, or another process's): read it.
-      if (entry?.lifetime === undefined || !entry) return (await this.read(id, path, true)) !== undefined;
+      if (entry?.lifetime === undefined || !entry) return (await this.read(id, { mark: true, wantData: false }, deadline)) !== undefined;
       const lifetime = entry.lifetime;
-      const touched = await this.withFile(path, async (fd, info) => {
-        if (lifetime !== null && hasExpired(Math.max(entry.lastAccess, info.mtimeMs), lifetime)) return false;
-        await markAccess(fd);
-        return true;
-      });
-      if (touched) this.index.record(id, lifetime);
-      return touched ?? false;
+      if (!(await this.touchFile(id, lifetime, entry.lastAccess, deadline))) return false;
+      this.index.record(id, lifetime);
+      return true;
     });
+  }
+
+  /** Moves the file's mtime unless its own lifetime has passed; false when it has, or there is no such plain file. */
+  private async touchFile(id: string, lifetime: number | null, lastAccess: number, deadline: number): Promise<boolean> {
+    this.filesOpened++;
+    const answer = await this.ask(id, { op: 'touch', sid: id, lifetime, lastAccess }, deadline);
+    if (answer.state === 'not-file') this.refusedLink();
+    return answer.state === 'touched';
   }
 
   setLifetime(id: string, seconds: number | null): Promise<boolean> {
     return this.guard.run(async () => {
       checkLifetime(seconds);
-      const path = this.pathOf(id);
+      this.checkId(id);
+      const deadline = this.deadline();
       return this.queueWrite(id, async () => {
-        const file = await this.read(id, path, false);
+        const file = await this.read(id, { mark: false, wantData: true }, deadline);
         if (!file) return false;
         // Unchanged (an express-session touch on every request): only record the access.
         if (file.lifetime === seconds) {
-          const touched = (await this.withFile(path, async (fd) => (await markAccess(fd), true))) ?? false;
+          const touched = await this.touchFile(id, seconds, file.lastAccess, deadline);
           if (touched) this.index.record(id, seconds);
           return touched;
         }
-        await this.write(path, file.data, seconds);
+        await this.write(id, file.data!, seconds, deadline);
         this.index.record(id, seconds);
         return true;
       });
@@ -263,73 +228,53 @@ export class FilesystemStore implements SessionStore {
 
   expiry(id: string): Promise<SessionExpiry | undefined> {
     return this.guard.run(async () => {
-      const file = await this.read(id, this.pathOf(id), false);
+      this.checkId(id);
+      const file = await this.read(id, { mark: false, wantData: false }, this.deadline());
       return file && { lifetime: file.lifetime, lastAccess: file.lastAccess };
     });
   }
 
   ids(): Promise<string[]> {
     return this.guard.run(async () => {
+      const deadline = this.deadline();
       const ids: string[] = [];
-      for (const name of await readdir(this.savePath)) {
-        if (!name.startsWith(FILE_PREFIX) || name.endsWith(TEMP_SUFFIX)) continue;
-        const id = name.slice(FILE_PREFIX.length);
-        if (!isValidSessionId(id)) continue;
+      const unknown: string[] = [];
+      for (const id of await this.ask(null, { op: 'list' }, deadline)) {
         const entry = this.index.get(id);
         // Known without an own lifetime: it exists and has not expired, no need to read it.
-        if (entry && entry.lifetime === null) {
-          ids.push(id);
-          continue;
-        }
-        try {
-          if (await this.read(id, join(this.savePath, name), false)) ids.push(id);
-        } catch (error) {
-          // One unreadable file must not hide the others.
-          if (!(error instanceof StoreError)) throw error;
-        }
+        if (entry && entry.lifetime === null) ids.push(id);
+        else unknown.push(id);
+      }
+      for (let start = 0; start < unknown.length; start += LIST_BATCH) {
+        await Promise.all(
+          unknown.slice(start, start + LIST_BATCH).map(async (id) => {
+            try {
+              if (await this.read(id, { mark: false, wantData: false }, deadline)) ids.push(id);
+            } catch (error) {
+              // One unreadable file must not hide the others.
+              if (!(error instanceof StoreError) || error instanceof FileWorkerStopped) throw error;
+            }
+          }),
+        );
       }
       return ids;
     });
   }
 
   /**
-   * The decoded file and its last access, recording an access when `markRead`; undefined when
+   * The decoded file and its last access, recording an access when `mark`; undefined when
    * missing, expired, or not a plain file (a symbolic link or a FIFO someone put there is not a session).
    */
-  private async read(id: string, path: string, markRead: boolean): Promise<ReadFile | undefined> {
-    return this.withFile(path, async (fd, info) => {
-      const file = decode(await readWholeFile(fd, info.size), path);
-      this.index.learn(id, file.lifetime);
-      // The later of this process's record and the mtime (another process's access, or the
-      // kernel's coarse clock a little behind ours).
-      const lastAccess = Math.max(this.index.get(id)?.lastAccess ?? 0, info.mtimeMs);
-      if (file.lifetime !== null && hasExpired(lastAccess, file.lifetime)) return undefined;
-      if (!markRead) return { ...file, lastAccess };
-      const precision = Math.min(MTIME_PRECISION_MS, (file.lifetime ?? Infinity) * 100);
-      if (Date.now() - info.mtimeMs >= precision) await markAccess(fd);
-      this.index.record(id, file.lifetime);
-      return { ...file, lastAccess: Date.now() };
-    });
-  }
-
-  /** Runs `use` on the session file opened without following links; undefined when there is no such plain file. */
-  private async withFile<T>(path: string, use: (fd: number, info: Stats) => Promise<T>): Promise<T | undefined> {
-    let fd: number;
+  private async read(id: string, want: { mark: boolean; wantData: boolean }, deadline: number): Promise<ReadFile | undefined> {
     this.filesOpened++;
-    try {
-      fd = await openFile(path, OPEN_SESSION_FILE);
-    } catch (error) {
-      if (isMissing(error)) return undefined;
-      if ((error as NodeJS.ErrnoException).code === 'ELOOP') return this.refusedLink();
-      throw error;
-    }
-    try {
-      const info = await fstatFile(fd);
-      if (!info.isFile()) return this.refusedLink();
-      return await use(fd, info);
-    } finally {
-      await closeFile(fd);
-    }
+    const answer = await this.ask(id, { op: 'read', sid: id, ...want, lastAccess: this.index.get(id)?.lastAccess ?? 0 }, deadline);
+    if (answer.state === 'missing') return undefined;
+    if (answer.state === 'not-file') return this.refusedLink();
+    this.index.learn(id, answer.lifetime);
+    if (answer.expired) return undefined;
+    if (!want.mark) return { data: answer.data, lifetime: answer.lifetime, lastAccess: Math.max(this.index.get(id)?.lastAccess ?? 0, answer.mtimeMs) };
+    this.index.record(id, answer.lifetime);
+    return { data: answer.data, lifetime: answer.lifetime, lastAccess: Date.now() };
   }
 
   private refusedLink(): undefined {
@@ -355,15 +300,12 @@ export class FilesystemStore implements SessionStore {
     return run;
   }
 
-  /** Own lifetime of a file not read since start, read only when `collect` must know it; null when unreadable. */
-  private async lifetimeOnDisk(id: string, path: string): Promise<number | null> {
+  /** Learns the own lifetime of a file not read since start, for `collect` (read without recording an access); an unreadable file keeps none. */
+  private async learnLifetime(id: string, deadline: number): Promise<void> {
     try {
-      const lifetime = (await this.withFile(path, async (fd, info) => decode(await readWholeFile(fd, info.size), path).lifetime)) ?? null;
-      this.index.learn(id, lifetime);
-      return lifetime;
+      await this.read(id, { mark: false, wantData: false }, deadline);
     } catch (error) {
-      if (error instanceof StoreError) return null;
-      throw error;
+      if (!(error instanceof StoreError) || error instanceof FileWorkerStopped) throw error;
     }
   }
 
@@ -374,6 +316,7 @@ export class FilesystemStore implements SessionStore {
    */
   collect(maxIdleMs: number, isHeld: (id: string) => boolean): Promise<number> {
     return this.guard.run(async () => {
+      const deadline = this.deadline();
       const now = Date.now();
       let removed = 0;
       for (const id of this.index.expired(now - maxIdleMs, now)) {
@@ -381,24 +324,21 @@ export class FilesystemStore implements SessionStore {
           this.index.keep(id);
           continue;
         }
-        const path = this.pathOf(id);
+        this.checkId(id);
         // Queued behind any write of the session: a save that lands first makes it fresh again.
         const gone = await this.queueWrite(id, async () => {
           let entry = this.index.get(id);
           if (!entry) return false;
           this.filesExamined++;
-          let info: Stats;
-          try {
-            // lstat: a link's own age, never its target's. Its mtime: another process may have used it.
-            info = await lstatPath(path);
-          } catch (error) {
-            if (!isMissing(error)) throw error;
+          // Its own type and mtime (another process may have used it), never a link target's.
+          const info = await this.ask(id, { op: 'lstat', sid: id }, deadline);
+          if (info.state === 'missing') {
             this.index.delete(id);
             return false;
           }
-          if (!info.isFile()) return false;
+          if (info.state === 'not-file') return false;
           if (entry.lifetime === undefined) {
-            await this.lifetimeOnDisk(id, path);
+            await this.learnLifetime(id, deadline);
             entry = this.index.get(id)!;
           }
           const lifetime = entry.lifetime ?? null;
@@ -412,13 +352,11 @@ export class FilesystemStore implements SessionStore {
           }
           this.index.delete(id);
           try {
-            await unlinkPath(path);
+            return await this.ask(id, { op: 'unlink', sid: id }, deadline);
           } catch (error) {
-            if (isMissing(error)) return false;
             this.index.record(id, lifetime, entry.lastAccess);
             throw error;
           }
-          return true;
         });
         if (gone) removed++;
       }
@@ -427,54 +365,10 @@ export class FilesystemStore implements SessionStore {
   }
 
   count(): Promise<number> {
-    return this.guard.run(async () => {
-      // The folder, not the index: another process on the folder may have written sessions.
-      const names = await readdir(this.savePath);
-      return names.filter((name) => name.startsWith(FILE_PREFIX) && !name.endsWith(TEMP_SUFFIX)).length;
-    });
+    // The folder, not the index: another process on the folder may have written sessions.
+    return this.guard.run(() => this.ask(null, { op: 'count' }, this.deadline()));
   }
 
+  /** Nothing to release: the file workers are the process's, and idle they keep nothing open or alive. */
   async close(): Promise<void> {}
-
-  private async syncFolder(): Promise<void> {
-    const folder = await openFile(this.savePath, constants.O_RDONLY);
-    try {
-      await fsyncFile(folder);
-    } finally {
-      await closeFile(folder);
-    }
-  }
-}
-
-/** Records an access: the file's mtime is its last access. */
-async function markAccess(fd: number): Promise<void> {
-  const now = new Date();
-  await futimesFile(fd, now, now);
-}
-
-function hasExpired(lastAccess: number, lifetimeSeconds: number): boolean {
-  return Date.now() - lastAccess >= lifetimeSeconds * 1000;
-}
-
-function decode(text: string, path: string): DecodedFile {
-  let file: SessionFile;
-  try {
-    file = JSON.parse(text) as SessionFile;
-  } catch {
-    throw new StoreError(`corrupt session file ${path}`);
-  }
-  const known = file?.v === 1 || (file?.v === 2 && Number.isFinite(file.lifetime) && file.lifetime > 0);
-  if (!known || typeof file.data !== 'object' || file.data === null) {
-    throw new StoreError(`unreadable session file ${path}`);
-  }
-  const data = new Map(Object.entries(file.data).map(([key, value]) => [key, String(value)]));
-  return { data, lifetime: file.v === 2 ? file.lifetime : null };
-}
-
-function isMissing(error: unknown): boolean {
-  return (error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
-}
-
-function ignoreMissing(error: unknown): void {
-  if (!isMissing(error)) throw error;
 }

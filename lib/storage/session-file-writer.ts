@@ -12,26 +12,25 @@ const CHUNK_CHARS = 1024 * 1024;
  */
 export const MAX_SESSION_FILE_BYTES = constants.MAX_STRING_LENGTH;
 
+/** Where a session file is written: writes `length` bytes of `buffer` from `offset`, returns how many it wrote. */
+export type SessionFileSink = (buffer: Buffer, offset: number, length: number) => number;
+
 /**
  * Writes a session file's JSON, the text JSON.stringify would make of `{ v: 1, data }` or
  * `{ v: 2, data, lifetime }`, entry by entry: escaping can make the file several times the
  * session's size (`\u0001` for one byte), and one JSON.stringify of a big session builds a
  * string that size (or throws a RangeError past about 512 MiB). A file that would be too big
  * to read back is abandoned with a StoreError, so a write that is acknowledged is readable.
+ * Synchronous: it runs in the file worker (file-worker.ts), never on the event loop.
  */
-/** Where a session file is written: a FileHandle fits, or a file descriptor's write. */
-export interface SessionFileSink {
-  write(buffer: Buffer, offset: number, length: number): Promise<{ bytesWritten: number }>;
-}
-
-export async function writeSessionJson(handle: SessionFileSink, data: SessionData, lifetime: number | null, maxBytes = MAX_SESSION_FILE_BYTES): Promise<void> {
+export function writeSessionJson(write: SessionFileSink, data: SessionData, lifetime: number | null, maxBytes = MAX_SESSION_FILE_BYTES): void {
   let written = 0;
-  const writeAll = async (text: string): Promise<void> => {
+  const writeAll = (text: string): void => {
     const bytes = Buffer.from(text, 'utf8');
     written += bytes.length;
     if (written > maxBytes) throw new StoreError(`session file larger than ${maxBytes} bytes, the most the filesystem store reads back`);
-    // FileHandle.write may write less than it was given.
-    for (let offset = 0; offset < bytes.length; ) offset += (await handle.write(bytes, offset, bytes.length - offset)).bytesWritten;
+    // A write may write less than it was given.
+    for (let offset = 0; offset < bytes.length; ) offset += write(bytes, offset, bytes.length - offset);
   };
   let pending = lifetime === null ? '{"v":1,"data":{' : '{"v":2,"data":{';
   let separator = '';
@@ -39,11 +38,11 @@ export async function writeSessionJson(handle: SessionFileSink, data: SessionDat
     const entry = `${separator}${JSON.stringify(key)}:${JSON.stringify(value)}`;
     separator = ',';
     if (pending.length + entry.length > CHUNK_CHARS) {
-      await writeAll(pending);
+      writeAll(pending);
       pending = '';
     }
     pending += entry;
   }
   pending += lifetime === null ? '}}' : `},"lifetime":${JSON.stringify(lifetime)}}`;
-  await writeAll(pending);
+  writeAll(pending);
 }

@@ -1,0 +1,110 @@
+import { StoreError } from '../core/errors.js';
+import { syncFolder, type PendingWrite, type SessionFiles } from './file-calls.js';
+import type { FileEnvelope, FileReply, WireError } from './file-requests.js';
+
+// Requests run between two replies: bounds how long one store's burst makes another store's
+// requests (or a late one of its own) wait, and how long the first write of a burst waits for its `ok`.
+export const BATCH_LIMIT = 64;
+
+/**
+ * Requests the file worker has received and not run yet, one queue per save folder (per
+ * store), taken in turns: a burst of one store never stalls another's requests for more than
+ * a batch. Within a folder, in the order sent.
+ *
+ * Running them in batches is safe whatever the order between folders: every request queued
+ * was sent before any reply to another queued one reached the store, so none depends on
+ * another's outcome (a store waits for the reply before it sends what depends on it).
+ */
+export class FileQueue {
+  private readonly folders = new Map<string, FileEnvelope[]>();
+
+  add(envelopes: FileEnvelope[]): void {
+    for (const envelope of envelopes) {
+      const queue = this.folders.get(envelope.folder);
+      if (queue) queue.push(envelope);
+      else this.folders.set(envelope.folder, [envelope]);
+    }
+  }
+
+  /** The next batch: up to `limit` requests of the folder whose turn it is; empty when nothing is queued. */
+  next(limit = BATCH_LIMIT): FileEnvelope[] {
+    for (const [folder, queue] of this.folders) {
+      const batch = queue.splice(0, limit);
+      // Its turn is over: to the back of the line, or out of it.
+      this.folders.delete(folder);
+      if (queue.length > 0) this.folders.set(folder, queue);
+      return batch;
+    }
+    return [];
+  }
+}
+
+const TOO_LATE: WireError = { code: 'ETIMEDOUT', message: 'storageTimeout passed before the file worker reached the request' };
+
+/**
+ * Runs one batch of requests, in the order they were sent, and returns their replies in one
+ * array (one message back).
+ *
+ * Writes with fsync next to each other form a group commit: each is written to its temp file,
+ * then each temp file is fsync'ed and renamed over its session file, and each folder written
+ * to is fsync'ed once at the end of the batch, before any reply leaves: every write answered
+ * `ok` is on the disk, its rename too. A request whose deadline has passed (its client already
+ * has `err`) is skipped: after a stall the backlog is dropped instead of written late.
+ */
+export function runBatch(files: SessionFiles, batch: FileEnvelope[]): FileReply[] {
+  const replies: FileReply[] = new Array(batch.length);
+  let group: Array<{ index: number; write: PendingWrite }> = [];
+  // Folder → its fsync'ed writes renamed into place: `ok` only once the folder is synced.
+  const renamed = new Map<string, number[]>();
+  const commitGroup = (): void => {
+    for (const { index, write } of group) {
+      const { id, folder } = batch[index]!;
+      try {
+        files.commit(write);
+        replies[index] = { id, value: true };
+        const done = renamed.get(folder);
+        if (done) done.push(index);
+        else renamed.set(folder, [index]);
+      } catch (error) {
+        replies[index] = { id, error: toWire(error) };
+      }
+    }
+    group = [];
+  };
+  for (let index = 0; index < batch.length; index++) {
+    const { id, deadline, folder, request } = batch[index]!;
+    if (Date.now() >= deadline) {
+      replies[index] = { id, error: TOO_LATE };
+      continue;
+    }
+    try {
+      if (request.op === 'write' && request.fsync) {
+        group.push({ index, write: files.createTemp(folder, request) });
+        continue;
+      }
+      // A read after a write of the same batch sees it.
+      commitGroup();
+      replies[index] = { id, value: files.run(folder, request) };
+    } catch (error) {
+      replies[index] = { id, error: toWire(error) };
+    }
+  }
+  commitGroup();
+  for (const [folder, indexes] of renamed) {
+    try {
+      syncFolder(folder);
+    } catch (error) {
+      // Renamed, maybe not durable: the client hears err (the write may still be there, as after any timeout).
+      for (const index of indexes) replies[index] = { id: batch[index]!.id, error: toWire(error) };
+    }
+  }
+  return replies;
+}
+
+/** An error as it can cross to the store's thread (an Error's own fields do not survive structured cloning). */
+export function toWire(error: unknown): WireError {
+  if (error instanceof StoreError) return { message: error.message, store: true };
+  const code = (error as NodeJS.ErrnoException | null)?.code;
+  const message = error instanceof Error ? error.message : String(error);
+  return typeof code === 'string' ? { message, code } : { message };
+}
