@@ -270,6 +270,7 @@ export class LineServer {
         connection.markClosed();
         await connection.idle;
         await this.releaseConnection(connection);
+        connection.flushNow();
         connection.socket.end();
         connection.socket.destroySoon();
       }),
@@ -348,6 +349,7 @@ export class LineServer {
    */
   async finishConnection(connection: Connection): Promise<void> {
     await this.releaseConnection(connection);
+    connection.flushNow();
     connection.socket.end();
   }
 
@@ -377,6 +379,7 @@ export class LineServer {
       const now = Date.now();
       for (const connection of this.connections) {
         if (now - connection.lastActive >= limitMs && connection.isIdle()) {
+          connection.flushNow();
           connection.socket.end(IDLE_TIMEOUT);
           connection.socket.destroySoon();
         }
