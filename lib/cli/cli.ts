@@ -121,6 +121,15 @@ async function serve(argv: Record<string, unknown>, commandLine: readonly string
     server.log.info({ signal: 'SIGHUP' }, 'reloading command files, plugins and TLS certificates');
     void server.reload();
   });
+  // Signals are handled from before the port opens: a supervisor (or a test) that sees the port
+  // accept may signal at once. One that arrives while starting stops the server once it is up.
+  let signalledWhileStarting: string | null = null;
+  const onSignal = (signal: string) => {
+    if (serving) stop(signal);
+    else signalledWhileStarting ??= signal;
+  };
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
   const address = await server.listen();
   serving = true;
   const stop = (signal: string) => {
@@ -146,11 +155,9 @@ async function serve(argv: Record<string, unknown>, commandLine: readonly string
       },
     );
   };
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  // Logged once the handlers are in place: whoever waits for this line may signal at once.
   const tls = !config.tls ? 'off' : config.tls.ca ? 'mutual' : 'on';
   server.log.info({ host: address.address, port: address.port, storage: server.store.name, tls }, 'sessionserver listening');
+  if (signalledWhileStarting) stop(signalledWhileStarting);
 }
 
 /** `sessionserver config`: what serve would run with, each value with its source; secrets redacted. */
