@@ -1,5 +1,5 @@
 import { StoreError } from '../core/errors.js';
-import { syncFolder, type PendingWrite, type SessionFiles } from './file-calls.js';
+import { syncFolder, syncTemp, type PendingWrite, type SessionFiles } from './file-calls.js';
 import type { FileEnvelope, FileReply, WireError } from './file-requests.js';
 
 // Requests run between two replies: bounds how long one store's burst makes another store's
@@ -42,32 +42,43 @@ export class FileQueue {
 const TOO_LATE: WireError = { code: 'ETIMEDOUT', message: 'storageTimeout passed before the file worker reached the request' };
 
 /**
- * Runs one batch of requests, in the order they were sent, and returns their replies in one
- * array (one message back).
+ * Runs one batch of requests, in the order they were sent, and resolves with their replies in
+ * one array (one message back).
  *
  * Writes with fsync next to each other form a group commit: each is written to its temp file,
- * then each temp file is fsync'ed and renamed over its session file, and each folder written
- * to is fsync'ed once at the end of the batch, before any reply leaves: every write answered
- * `ok` is on the disk, its rename too. A request whose deadline has passed (its client already
- * has `err`) is skipped: after a stall the backlog is dropped instead of written late.
+ * the temp files are fsync'ed all at once (on the thread pool, so the disk and a journaling
+ * filesystem take them together), each is renamed over its session file, and each folder
+ * written to is fsync'ed once at the end of the batch, before any reply leaves: every write
+ * answered `ok` is on the disk, its rename too. A request whose deadline has passed (its client
+ * already has `err`) is skipped: after a stall the backlog is dropped instead of written late.
  */
-export function runBatch(files: SessionFiles, batch: FileEnvelope[]): FileReply[] {
+export async function runBatch(files: SessionFiles, batch: FileEnvelope[]): Promise<FileReply[]> {
   const replies: FileReply[] = new Array(batch.length);
   let group: Array<{ index: number; write: PendingWrite }> = [];
   // Folder → its fsync'ed writes renamed into place: `ok` only once the folder is synced.
   const renamed = new Map<string, number[]>();
-  const commitGroup = (): void => {
-    for (const { index, write } of group) {
-      const { id, folder } = batch[index]!;
+  const fail = (index: number, error: unknown): void => {
+    replies[index] = { id: batch[index]!.id, error: toWire(error) };
+  };
+  const commitGroup = async (): Promise<void> => {
+    const synced = await Promise.allSettled(group.map(({ write }) => syncTemp(write)));
+    for (const [n, { index, write }] of group.entries()) {
+      const outcome = synced[n]!;
+      if (outcome.status === 'rejected') {
+        fail(index, outcome.reason);
+        continue;
+      }
       try {
         files.commit(write);
-        replies[index] = { id, value: true };
-        const done = renamed.get(folder);
-        if (done) done.push(index);
-        else renamed.set(folder, [index]);
       } catch (error) {
-        replies[index] = { id, error: toWire(error) };
+        fail(index, error);
+        continue;
       }
+      replies[index] = { id: batch[index]!.id, value: true };
+      const folder = batch[index]!.folder;
+      const done = renamed.get(folder);
+      if (done) done.push(index);
+      else renamed.set(folder, [index]);
     }
     group = [];
   };
@@ -78,24 +89,30 @@ export function runBatch(files: SessionFiles, batch: FileEnvelope[]): FileReply[
       continue;
     }
     try {
-      if (request.op === 'write' && request.fsync) {
-        group.push({ index, write: files.createTemp(folder, request) });
+      if (request.op === 'write') {
+        const write = files.createTemp(folder, request);
+        if (request.fsync) {
+          group.push({ index, write });
+          continue;
+        }
+        files.commit(write);
+        replies[index] = { id, value: true };
         continue;
       }
       // A read after a write of the same batch sees it.
-      commitGroup();
+      if (group.length > 0) await commitGroup();
       replies[index] = { id, value: files.run(folder, request) };
     } catch (error) {
-      replies[index] = { id, error: toWire(error) };
+      fail(index, error);
     }
   }
-  commitGroup();
+  if (group.length > 0) await commitGroup();
   for (const [folder, indexes] of renamed) {
     try {
       syncFolder(folder);
     } catch (error) {
       // Renamed, maybe not durable: the client hears err (the write may still be there, as after any timeout).
-      for (const index of indexes) replies[index] = { id: batch[index]!.id, error: toWire(error) };
+      for (const index of indexes) fail(index, error);
     }
   }
   return replies;

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import fs, { constants } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { StoreError } from '../core/errors.js';
 import { isValidSessionId } from '../protocol/session-id.js';
 import { FILE_PREFIX, TEMP_SUFFIX, type FileAnswers, type FileRequest, type NoFile, type RequestOf } from './file-requests.js';
@@ -27,13 +28,15 @@ interface DecodedFile {
   lifetime: number | null;
 }
 
-/** A temp file written and still open, to be made durable and renamed over its session file. */
+/** A temp file written and still open, to be made durable (`syncTemp`) and renamed over its session file (`commit`). */
 export interface PendingWrite {
   fd: number;
   temp: string;
   path: string;
-  fsync: boolean;
 }
+
+// On the thread pool: the fsyncs of a batch overlap (a journaling filesystem commits them together).
+const fsyncOnPool = promisify(fs.fsync);
 
 /**
  * The system calls of each file request, synchronous: they run in the file worker, one whole
@@ -46,16 +49,13 @@ export class SessionFiles {
   private readonly tempPrefix = randomBytes(4).toString('hex');
   private temps = 0;
 
-  /** Runs one request (a write whole: temp file, fsync when asked, rename; the folder's fsync is the caller's). */
-  run(folder: string, request: FileRequest): FileAnswers[FileRequest['op']] {
+  /** Runs one request other than a write (writes: `createTemp`, `syncTemp`, `commit`). */
+  run(folder: string, request: Exclude<FileRequest, { op: 'write' }>): FileAnswers[FileRequest['op']] {
     switch (request.op) {
       case 'read':
         return this.read(folder, request);
       case 'touch':
         return this.touch(folder, request);
-      case 'write':
-        this.commit(this.createTemp(folder, request));
-        return true;
       case 'unlink':
         return unlink(pathOf(folder, request.sid));
       case 'lstat':
@@ -105,17 +105,11 @@ export class SessionFiles {
       abandon(fd, temp);
       throw error;
     }
-    return { fd, temp, path, fsync: request.fsync };
+    return { fd, temp, path };
   }
 
-  /** Makes a temp file durable (when its write asks for fsync) and renames it over its session file; the folder's fsync is the caller's. */
+  /** Renames a written (and, with fsync, synced) temp file over its session file; the folder's fsync is the caller's. */
   commit(write: PendingWrite): void {
-    try {
-      if (write.fsync) fs.fsyncSync(write.fd);
-    } catch (error) {
-      abandon(write.fd, write.temp);
-      throw error;
-    }
     try {
       fs.closeSync(write.fd);
       // rename replaces a symbolic link itself, never its target.
@@ -125,6 +119,16 @@ export class SessionFiles {
       removeQuietly(write.temp);
       throw error;
     }
+  }
+}
+
+/** The temp file's contents reach the disk; when that fails it is closed and removed. */
+export async function syncTemp(write: PendingWrite): Promise<void> {
+  try {
+    await fsyncOnPool(write.fd);
+  } catch (error) {
+    abandon(write.fd, write.temp);
+    throw error;
   }
 }
 

@@ -19,11 +19,20 @@ function receiveWaiting(): void {
   for (let more = receiveMessageOnPort(port); more; more = receiveMessageOnPort(port)) queue.add(more.message as FileEnvelope[]);
 }
 
+let draining = false;
+
 port.on('message', (first: FileEnvelope[]) => {
   queue.add(first);
+  if (!draining) void drain();
+});
+
+/** Runs batches until nothing is queued; one at a time (a batch with fsync waits for the disk). */
+async function drain(): Promise<void> {
+  draining = true;
   receiveWaiting();
   for (let batch = queue.next(); batch.length > 0; batch = queue.next()) {
-    port.postMessage(runBatch(files, batch));
+    port.postMessage(await runBatch(files, batch));
     receiveWaiting();
   }
-});
+  draining = false;
+}

@@ -131,7 +131,11 @@ export class FilesystemStore implements SessionStore {
     if (!isValidSessionId(id)) throw new StoreError('invalid session id reached the filesystem store');
   }
 
-  /** When the worker may skip a request made now: when the guard has told its client `err`. */
+  /**
+   * When the worker may skip a request of an operation starting now: when the guard has told
+   * its client `err`. A sweep (`collect`, `ids`) takes one per request instead: it goes on
+   * after its client's timeout, each batch bounded, as it always did.
+   */
   private deadline(): number {
     return this.guard.timeoutMs > 0 ? Date.now() + this.guard.timeoutMs : Infinity;
   }
@@ -236,10 +240,9 @@ export class FilesystemStore implements SessionStore {
 
   ids(): Promise<string[]> {
     return this.guard.run(async () => {
-      const deadline = this.deadline();
       const ids: string[] = [];
       const unknown: string[] = [];
-      for (const id of await this.ask(null, { op: 'list' }, deadline)) {
+      for (const id of await this.ask(null, { op: 'list' }, this.deadline())) {
         const entry = this.index.get(id);
         // Known without an own lifetime: it exists and has not expired, no need to read it.
         if (entry && entry.lifetime === null) ids.push(id);
@@ -249,7 +252,7 @@ export class FilesystemStore implements SessionStore {
         await Promise.all(
           unknown.slice(start, start + LIST_BATCH).map(async (id) => {
             try {
-              if (await this.read(id, { mark: false, wantData: false }, deadline)) ids.push(id);
+              if (await this.read(id, { mark: false, wantData: false }, this.deadline())) ids.push(id);
             } catch (error) {
               // One unreadable file must not hide the others.
               if (!(error instanceof StoreError) || error instanceof FileWorkerStopped) throw error;
@@ -316,7 +319,6 @@ export class FilesystemStore implements SessionStore {
    */
   collect(maxIdleMs: number, isHeld: (id: string) => boolean): Promise<number> {
     return this.guard.run(async () => {
-      const deadline = this.deadline();
       const now = Date.now();
       let removed = 0;
       for (const id of this.index.expired(now - maxIdleMs, now)) {
@@ -331,14 +333,14 @@ export class FilesystemStore implements SessionStore {
           if (!entry) return false;
           this.filesExamined++;
           // Its own type and mtime (another process may have used it), never a link target's.
-          const info = await this.ask(id, { op: 'lstat', sid: id }, deadline);
+          const info = await this.ask(id, { op: 'lstat', sid: id }, this.deadline());
           if (info.state === 'missing') {
             this.index.delete(id);
             return false;
           }
           if (info.state === 'not-file') return false;
           if (entry.lifetime === undefined) {
-            await this.learnLifetime(id, deadline);
+            await this.learnLifetime(id, this.deadline());
             entry = this.index.get(id)!;
           }
           const lifetime = entry.lifetime ?? null;
@@ -352,7 +354,7 @@ export class FilesystemStore implements SessionStore {
           }
           this.index.delete(id);
           try {
-            return await this.ask(id, { op: 'unlink', sid: id }, deadline);
+            return await this.ask(id, { op: 'unlink', sid: id }, this.deadline());
           } catch (error) {
             this.index.record(id, lifetime, entry.lastAccess);
             throw error;
