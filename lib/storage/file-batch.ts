@@ -9,11 +9,8 @@ export const BATCH_LIMIT = 64;
 /**
  * Requests the file worker has received and not run yet, one queue per save folder (per
  * store), taken in turns: a burst of one store never stalls another's requests for more than
- * a batch. Within a folder, in the order sent.
- *
- * Running them in batches is safe whatever the order between folders: every request queued
- * was sent before any reply to another queued one reached the store, so none depends on
- * another's outcome (a store waits for the reply before it sends what depends on it).
+ * a batch. Within a folder they run in the order sent; between folders order does not matter
+ * (a store only touches its own folder, and waits for a reply before it sends what depends on it).
  */
 export class FileQueue {
   private readonly folders = new Map<string, FileEnvelope[]>();
