@@ -1,6 +1,8 @@
 import { readdir } from 'node:fs/promises';
 import test from 'ava';
 import type { FilesystemStore } from '../lib/index.js';
+import { FileQueue } from '../lib/storage/file-batch.js';
+import type { FileEnvelope } from '../lib/storage/file-requests.js';
 import { FileWorkers } from './support/file-workers.js';
 import { captureLogger } from './support/log-capture.js';
 import type { LineClient } from './support/line-client.js';
@@ -129,4 +131,21 @@ test('a session of several MiB whose file is several times larger (escaping) rou
   const reader = await second.connect();
   t.is(await reader.request('open big r'), 'ok');
   for (const [i, value] of values.entries()) t.true((await reader.request(`get k${i}`, READ_TIMEOUT)) === `ok ${value}`, `k${i} is whole`);
+});
+
+test('the file worker takes stores in turns: a burst of one waits behind a store that arrived during its batch', (t) => {
+  const queue = new FileQueue();
+  const requests = (folder: string, count: number): FileEnvelope[] =>
+    Array.from({ length: count }, (_, n) => ({ id: n, deadline: Infinity, folder, request: { op: 'read', sid: `${folder}${n}`, mark: false, wantData: false, lastAccess: 0 } }));
+  const next = () => queue.next(2).map((envelope) => `${envelope.folder}${envelope.id}`);
+  queue.add(requests('a', 5));
+  t.deepEqual(next(), ['a0', 'a1']);
+  queue.add(requests('b', 3));
+  t.deepEqual(next(), ['b0', 'b1'], 'b came during a batch of a: its turn is next');
+  t.deepEqual(next(), ['a2', 'a3']);
+  queue.add(requests('c', 1));
+  t.deepEqual(next(), ['b2']);
+  t.deepEqual(next(), ['c0']);
+  t.deepEqual(next(), ['a4'], 'within a store, in the order sent');
+  t.deepEqual(next(), []);
 });

@@ -13,7 +13,10 @@ export const BATCH_LIMIT = 64;
  * (a store only touches its own folder, and waits for a reply before it sends what depends on it).
  */
 export class FileQueue {
+  /** In turn order: the front one goes next. */
   private readonly folders = new Map<string, FileEnvelope[]>();
+  /** Served last, with requests left: to the back of the line before the next turn, behind those that arrived meanwhile. */
+  private served: string | null = null;
 
   add(envelopes: FileEnvelope[]): void {
     for (const envelope of envelopes) {
@@ -25,11 +28,16 @@ export class FileQueue {
 
   /** The next batch: up to `limit` requests of the folder whose turn it is; empty when nothing is queued. */
   next(limit = BATCH_LIMIT): FileEnvelope[] {
+    if (this.served !== null) {
+      const queue = this.folders.get(this.served)!;
+      this.folders.delete(this.served);
+      this.folders.set(this.served, queue);
+      this.served = null;
+    }
     for (const [folder, queue] of this.folders) {
       const batch = queue.splice(0, limit);
-      // Its turn is over: to the back of the line, or out of it.
-      this.folders.delete(folder);
-      if (queue.length > 0) this.folders.set(folder, queue);
+      if (queue.length > 0) this.served = folder;
+      else this.folders.delete(folder);
       return batch;
     }
     return [];
