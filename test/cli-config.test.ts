@@ -1,4 +1,6 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer, type AddressInfo } from 'node:net';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import test from 'ava';
@@ -217,4 +219,28 @@ test('every config key has a serve flag of the same name (the nested ones and ob
     const expected = key === 'plugins' ? ['--plugin'] : key === 'tls' ? ['--tls-cert', '--tls-key', '--tls-ca'] : key === 'metrics' ? ['--metrics-port', '--metrics-host'] : [kebab(key)];
     for (const flag of expected) t.true(flags.has(flag), `${key}: ${flag}`);
   }
+});
+
+test('SIGTERM while the store is still connecting ends the process at once, exit 0', async (t) => {
+  const cwd = await tempDir(t);
+  // A "Redis" that accepts and never answers: the server waits for it, within no timeout.
+  const silent = createServer(() => {});
+  silent.listen(0, '127.0.0.1');
+  await once(silent, 'listening');
+  t.teardown(() => silent.close());
+  const connected = once(silent, 'connection');
+  const { port: redisPort } = silent.address() as AddressInfo;
+  const child = spawn(
+    process.execPath,
+    [BIN, 'serve', '--port', String(await freePort()), '--storage', 'redis', '--redis-url', `redis://127.0.0.1:${redisPort}`, '--storage-timeout', '0', '--log-format', 'json'],
+    { cwd, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  t.teardown(() => child.kill('SIGKILL'));
+  let output = '';
+  child.stdout!.on('data', (chunk) => (output += chunk));
+  const exited = once(child, 'exit') as Promise<[number | null, string | null]>;
+  await connected;
+  child.kill('SIGTERM');
+  t.deepEqual(await exited, [0, null]);
+  t.regex(output, /"signal":"SIGTERM".*stopping before the server started/);
 });

@@ -122,11 +122,12 @@ async function serve(argv: Record<string, unknown>, commandLine: readonly string
     void server.reload();
   });
   // Signals are handled from before the port opens: a supervisor (or a test) that sees the port
-  // accept may signal at once. One that arrives while starting stops the server once it is up.
-  let signalledWhileStarting: string | null = null;
+  // accept may signal at once. One that arrives while starting (a store still connecting, say)
+  // ends the process at once: no client has been served, nothing is held.
   const onSignal = (signal: string) => {
-    if (serving) stop(signal);
-    else signalledWhileStarting ??= signal;
+    if (serving) return stop(signal);
+    server.log.info({ signal }, 'stopping before the server started');
+    process.exit(0);
   };
   process.on('SIGINT', () => onSignal('SIGINT'));
   process.on('SIGTERM', () => onSignal('SIGTERM'));
@@ -157,7 +158,6 @@ async function serve(argv: Record<string, unknown>, commandLine: readonly string
   };
   const tls = !config.tls ? 'off' : config.tls.ca ? 'mutual' : 'on';
   server.log.info({ host: address.address, port: address.port, storage: server.store.name, tls }, 'sessionserver listening');
-  if (signalledWhileStarting) stop(signalledWhileStarting);
 }
 
 /** `sessionserver config`: what serve would run with, each value with its source; secrets redacted. */
