@@ -18,9 +18,6 @@ interface Running {
 
 // Running the TypeScript sources (the tests, through tsx) or the build (dist/).
 const FROM_SOURCES = import.meta.url.endsWith('.ts');
-// File workers of the process, each with its own share of the sessions (by id). One: on 2
-// cores a second one bought no throughput and split the batches (`npm run bench -- --only=cycle`).
-const FILE_WORKERS = 1;
 
 /**
  * One file worker (file-worker.ts) seen from the event loop: requests made in one turn of the
@@ -29,7 +26,7 @@ const FILE_WORKERS = 1;
  * FileWorkerStopped (the guard answers `err Storage unavailable`), and the next request starts
  * a new one. Idle, the worker does not keep the process alive.
  *
- * The workers are the process's, shared by all its filesystem stores (see fileThreadFor), as
+ * The workers are the process's, shared by all its filesystem stores (see fileThread), as
  * libuv's thread pool was: a thread costs some 60 ms to start from dist/ (500 ms through tsx),
  * too much for each store a test or an embedding app makes.
  */
@@ -102,13 +99,14 @@ export class FileThread {
   }
 }
 
-let threads: FileThread[] | null = null;
+let thread: FileThread | null = null;
 
-/** The file thread serving session `sid` (null: folder-wide requests); every store of the process shares them. */
-export function fileThreadFor(sid: string | null): FileThread {
-  threads ??= Array.from({ length: FILE_WORKERS }, () => new FileThread());
-  // By id: one session's requests always meet the same worker, in the order they were sent.
-  return sid === null || threads.length === 1 ? threads[0]! : threads[sid.charCodeAt(sid.length - 1) % threads.length]!;
+/**
+ * The process's one file worker, shared by every filesystem store. One: on 2 cores a second
+ * bought no throughput and split the batches (`npm run bench -- --only=cycle`).
+ */
+export function fileThread(): FileThread {
+  return (thread ??= new FileThread());
 }
 
 /** The file worker's name, in its thread's title (debuggers, profiles). */

@@ -5,7 +5,7 @@ import { ConfigError, StoreError } from '../core/errors.js';
 import { isValidSessionId } from '../protocol/session-id.js';
 import type { SessionData, SessionExpiry, SessionStore } from './contract.js';
 import type { FileAnswers, FileOp, RequestOf } from './file-requests.js';
-import { fileThreadFor, FileWorkerStopped } from './file-thread.js';
+import { fileThread, FileWorkerStopped } from './file-thread.js';
 import { SessionIndex } from './session-index.js';
 import { isSystemError, StorageGuard, type StorageLogger } from './guard.js';
 import { checkLifetime } from './lifetime.js';
@@ -118,7 +118,7 @@ export class FilesystemStore implements SessionStore {
   /** Learns the folder: every session file's id and mtime (its last access), without reading contents; temp files of killed writes go. */
   private async scanFolder(): Promise<void> {
     const scannedAt = Date.now();
-    const { ids, mtimes, notFiles } = await this.ask(null, { op: 'scan' }, Infinity);
+    const { ids, mtimes, notFiles } = await this.ask({ op: 'scan' }, Infinity);
     if (notFiles > 0) this.refusedLink();
     this.index.load(
       ids.map((id, i) => [id, mtimes[i]!]),
@@ -140,9 +140,9 @@ export class FilesystemStore implements SessionStore {
     return this.guard.timeoutMs > 0 ? Date.now() + this.guard.timeoutMs : Infinity;
   }
 
-  /** One request to the file worker of session `id` (null: a request on the whole folder). */
-  private ask<K extends FileOp>(id: string | null, request: RequestOf<K>, deadline: number): Promise<FileAnswers[K]> {
-    return fileThreadFor(id).run(this.savePath, request, deadline);
+  /** One request to the process's file worker. */
+  private ask<K extends FileOp>(request: RequestOf<K>, deadline: number): Promise<FileAnswers[K]> {
+    return fileThread().run(this.savePath, request, deadline);
   }
 
   load(id: string): Promise<SessionData | undefined> {
@@ -167,7 +167,7 @@ export class FilesystemStore implements SessionStore {
   private async write(id: string, data: SessionData, lifetime: number | null, deadline: number): Promise<void> {
     // A plain Map crosses to the worker as it is (structured clone); anything else map-like is copied into one.
     const plain = data instanceof Map ? data : new Map(data);
-    await this.ask(id, { op: 'write', sid: id, data: plain, lifetime, fsync: this.fsync }, deadline);
+    await this.ask({ op: 'write', sid: id, data: plain, lifetime, fsync: this.fsync }, deadline);
   }
 
   destroy(id: string): Promise<boolean> {
@@ -178,7 +178,7 @@ export class FilesystemStore implements SessionStore {
         const stored = this.index.get(id);
         this.index.delete(id);
         try {
-          return await this.ask(id, { op: 'unlink', sid: id }, deadline);
+          return await this.ask({ op: 'unlink', sid: id }, deadline);
         } catch (error) {
           if (stored) this.index.record(id, stored.lifetime ?? null, stored.lastAccess);
           throw error;
@@ -204,7 +204,7 @@ export class FilesystemStore implements SessionStore {
   /** Moves the file's mtime unless its own lifetime has passed; false when it has, or there is no such plain file. */
   private async touchFile(id: string, lifetime: number | null, lastAccess: number, deadline: number): Promise<boolean> {
     this.filesOpened++;
-    const answer = await this.ask(id, { op: 'touch', sid: id, lifetime, lastAccess }, deadline);
+    const answer = await this.ask({ op: 'touch', sid: id, lifetime, lastAccess }, deadline);
     if (answer.state === 'not-file') this.refusedLink();
     return answer.state === 'touched';
   }
@@ -242,7 +242,7 @@ export class FilesystemStore implements SessionStore {
     return this.guard.run(async () => {
       const ids: string[] = [];
       const unknown: string[] = [];
-      for (const id of await this.ask(null, { op: 'list' }, this.deadline())) {
+      for (const id of await this.ask({ op: 'list' }, this.deadline())) {
         const entry = this.index.get(id);
         // Known without an own lifetime: it exists and has not expired, no need to read it.
         if (entry && entry.lifetime === null) ids.push(id);
@@ -270,7 +270,7 @@ export class FilesystemStore implements SessionStore {
    */
   private async read(id: string, want: { mark: boolean; wantData: boolean }, deadline: number): Promise<ReadFile | undefined> {
     this.filesOpened++;
-    const answer = await this.ask(id, { op: 'read', sid: id, ...want, lastAccess: this.index.get(id)?.lastAccess ?? 0 }, deadline);
+    const answer = await this.ask({ op: 'read', sid: id, ...want, lastAccess: this.index.get(id)?.lastAccess ?? 0 }, deadline);
     if (answer.state === 'missing') return undefined;
     if (answer.state === 'not-file') return this.refusedLink();
     this.index.learn(id, answer.lifetime);
@@ -333,7 +333,7 @@ export class FilesystemStore implements SessionStore {
           if (!entry) return false;
           this.filesExamined++;
           // Its own type and mtime (another process may have used it), never a link target's.
-          const info = await this.ask(id, { op: 'lstat', sid: id }, this.deadline());
+          const info = await this.ask({ op: 'lstat', sid: id }, this.deadline());
           if (info.state === 'missing') {
             this.index.delete(id);
             return false;
@@ -354,7 +354,7 @@ export class FilesystemStore implements SessionStore {
           }
           this.index.delete(id);
           try {
-            return await this.ask(id, { op: 'unlink', sid: id }, this.deadline());
+            return await this.ask({ op: 'unlink', sid: id }, this.deadline());
           } catch (error) {
             this.index.record(id, lifetime, entry.lastAccess);
             throw error;
@@ -368,7 +368,7 @@ export class FilesystemStore implements SessionStore {
 
   count(): Promise<number> {
     // The folder, not the index: another process on the folder may have written sessions.
-    return this.guard.run(() => this.ask(null, { op: 'count' }, this.deadline()));
+    return this.guard.run(() => this.ask({ op: 'count' }, this.deadline()));
   }
 
   /** Nothing to release: the file workers are the process's, and idle they keep nothing open or alive. */
