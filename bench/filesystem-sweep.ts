@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadBuiltPackage } from './built-package.js';
 import { forkBenchScript, nextMessage, runWhenMain, stopWithin } from './children.js';
+import { MeasuredWindow } from './measured-window.js';
 import { SerialLineClient } from './serial-line-client.js';
 import type { ServerReportMessage } from './messages.js';
 
@@ -54,29 +55,21 @@ async function measureCycles(fsync: boolean, warmupMs: number, durationMs: numbe
     const isListening = (m: ServerReportMessage | undefined): m is Extract<ServerReportMessage, { type: 'listening' }> => m?.type === 'listening';
     const { port } = await nextMessage(child, isListening, 15_000, 'sessionserver (filesystem)');
     const clients = await Promise.all(Array.from({ length: CLIENTS }, () => NewPutCloseClient.connect(port)));
-    let recording = false;
-    let stopped = false;
+    const window = new MeasuredWindow();
     let cycles = 0;
     let errors = 0;
     const loops = clients.map(async (client) => {
-      while (!stopped) {
+      while (!window.stopped) {
         try {
           await client.cycle();
-          if (recording) cycles++;
+          if (window.recording) cycles++;
         } catch {
-          if (recording) errors++;
+          if (window.recording) errors++;
           await sleep(10);
         }
       }
     });
-    await sleep(warmupMs);
-    recording = true;
-    const started = performance.now();
-    await sleep(durationMs);
-    recording = false;
-    const elapsed = performance.now() - started;
-    stopped = true;
-    await Promise.all(loops);
+    const elapsed = await window.run(loops, warmupMs, durationMs);
     for (const client of clients) client.close();
     return { perSecond: (cycles * 1000) / elapsed, errors };
   } finally {

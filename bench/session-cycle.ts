@@ -18,6 +18,7 @@ import pg from 'pg';
 import { forkBenchScript, nextMessage, runWhenMain, stopWithin } from './children.js';
 import { createDirectTable, DirectPostgresClient } from './direct-postgres.js';
 import { DirectRedisClient } from './direct-redis.js';
+import { MeasuredWindow, quantile } from './measured-window.js';
 import type { ServerReportMessage } from './messages.js';
 import { formatProfileSummary } from './profile-summary.js';
 import { processCpuMs, SerialLineClient } from './serial-line-client.js';
@@ -89,41 +90,39 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 /** Closed loop: every client runs cycles back to back; counts those that end inside the window. */
 async function runCycles(clients: CycleClient[], warmupMs: number, durationMs: number, pids: { server?: number; database?: number }): Promise<CycleResult> {
   const latencies: number[] = [];
-  let recording = false;
-  let stopped = false;
+  const window = new MeasuredWindow();
   let errors = 0;
   const loops = clients.map(async (client) => {
-    while (!stopped) {
+    while (!window.stopped) {
       const started = performance.now();
       try {
         await client.cycle();
-        if (recording) latencies.push(performance.now() - started);
+        if (window.recording) latencies.push(performance.now() - started);
       } catch {
-        if (recording) errors++;
+        if (window.recording) errors++;
         await sleep(10);
       }
     }
   });
-  await sleep(warmupMs);
-  const cpuBefore = { server: pids.server && processCpuMs(pids.server), database: pids.database && processCpuMs(pids.database), own: ownCpuMs() };
-  recording = true;
-  const started = performance.now();
-  await sleep(durationMs);
-  recording = false;
-  const elapsed = performance.now() - started;
+  let serverUs: number | null = null;
+  let databaseUs: number | null = null;
+  let clientUs = 0;
+  const elapsed = await window.run(loops, warmupMs, durationMs, () => {
+    const before = { server: pids.server && processCpuMs(pids.server), database: pids.database && processCpuMs(pids.database), own: ownCpuMs() };
+    return () => {
+      const cycles = latencies.length;
+      const perCycle = (from: number | null | undefined, pid: number | undefined) => {
+        const after = pid ? processCpuMs(pid) : null;
+        return from != null && after != null && cycles > 0 ? ((after - from) * 1000) / cycles : null;
+      };
+      serverUs = perCycle(before.server, pids.server);
+      databaseUs = perCycle(before.database, pids.database);
+      clientUs = cycles > 0 ? ((ownCpuMs() - before.own) * 1000) / cycles : 0;
+    };
+  });
   const cycles = latencies.length;
-  const perCycle = (before: number | null | undefined, pid: number | undefined) => {
-    const after = pid ? processCpuMs(pid) : null;
-    return before != null && after != null && cycles > 0 ? ((after - before) * 1000) / cycles : null;
-  };
-  const serverUs = perCycle(cpuBefore.server, pids.server);
-  const databaseUs = perCycle(cpuBefore.database, pids.database);
-  const clientUs = cycles > 0 ? ((ownCpuMs() - cpuBefore.own) * 1000) / cycles : 0;
-  stopped = true;
-  await Promise.all(loops);
   latencies.sort((a, b) => a - b);
-  const at = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? 0;
-  return { perSecond: (cycles * 1000) / elapsed, p50: at(0.5), p99: at(0.99), errors, serverUs, clientUs, databaseUs };
+  return { perSecond: (cycles * 1000) / elapsed, p50: quantile(latencies, 0.5), p99: quantile(latencies, 0.99), errors, serverUs, clientUs, databaseUs };
 }
 
 interface Server {

@@ -19,6 +19,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import pg from 'pg';
 import { forkBenchScript, nextMessage, REPO_ROOT, runWhenMain, stopWithin } from './children.js';
+import { MeasuredWindow, quantile } from './measured-window.js';
 import type { ServerReportMessage } from './messages.js';
 import { LineReplyParser, RespReplyParser, type ReplyParser } from './reply-parsers.js';
 import { redisServerInstalled, startRedisServer } from './targets.js';
@@ -96,8 +97,7 @@ interface LoopResult {
 async function closedLoop(port: number, workload: Workload, talk: Dialogue, warmupMs: number, durationMs: number): Promise<LoopResult> {
   const sockets = await Promise.all(Array.from({ length: workload.connections }, () => openSocket(port)));
   const latencies: number[] = [];
-  let recording = false;
-  let stopped = false;
+  const window = new MeasuredWindow();
   let batches = 0;
   let errors = 0;
   const loops = sockets.map(async (socket, c) => {
@@ -115,29 +115,21 @@ async function closedLoop(port: number, workload: Workload, talk: Dialogue, warm
         socket.write(text);
       });
     if (talk.greeting) await exchange(talk.greeting, 1);
-    for (let round = 0; !stopped; round++) {
+    for (let round = 0; !window.stopped; round++) {
       const started = performance.now();
       await exchange(talk.batch(c, round), talk.size);
-      if (recording && !stopped) {
+      if (window.recording && !window.stopped) {
         latencies.push(performance.now() - started);
         batches++;
       }
     }
     errors += parser.errors;
   });
-  await sleep(warmupMs);
-  recording = true;
-  const started = performance.now();
-  await sleep(durationMs);
-  recording = false;
-  const elapsed = performance.now() - started;
-  stopped = true;
-  await Promise.all(loops);
+  const elapsed = await window.run(loops, warmupMs, durationMs);
   for (const socket of sockets) socket.destroy();
   latencies.sort((a, b) => a - b);
-  const at = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? 0;
   const perBatch = workload.kind === 'put/get' ? talk.size : 1;
-  return { perSecond: (batches * perBatch * 1000) / elapsed, p50: at(0.5), p99: at(0.99), errors };
+  return { perSecond: (batches * perBatch * 1000) / elapsed, p50: quantile(latencies, 0.5), p99: quantile(latencies, 0.99), errors };
 }
 
 function openSocket(port: number): Promise<Socket> {
